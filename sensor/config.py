@@ -78,8 +78,15 @@ CONFIG_KEYS: tuple[Key, ...] = (
     Key("syscall.enabled", bool, True, "Capture syscalls with eBPF."),
 )
 
-# Modules that declare CONFIG_KEYS. Each part adds its module here when it lands.
-KEY_MODULES: tuple[str, ...] = ("sensor.config",)
+# Modules that declare CONFIG_KEYS (next to the code that reads them).
+KEY_MODULES: tuple[str, ...] = (
+    "sensor.config",
+    "sensor.outputs",
+    "sensor.sources.syscall",
+    "sensor.sources.k8s_audit",
+    "sensor.response",
+    "sensor.metrics",
+)
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",

@@ -1,0 +1,3 @@
+"""Output channels (being written)."""
+
+CONFIG_KEYS = ()

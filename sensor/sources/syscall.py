@@ -1,0 +1,3 @@
+"""Placeholder (being written)."""
+
+CONFIG_KEYS = ()
