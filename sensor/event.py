@@ -176,7 +176,7 @@ class Process:
     cap_inheritable: str | None = None
     env: list[str] | None = None
     cgroup_id: int = 0
-    container: Container = HOST
+    container: Container = field(default_factory=lambda: HOST)
     parent: Process | None = None
     fds: dict[int, Fd] = field(default_factory=dict)
     alive: bool = True
