@@ -119,8 +119,8 @@ def describe(obj: dict[str, Any], name: str, as_json: bool = False) -> int:
         return Exit.FAILED
     r = rs.rule(name)
     if r is None:
-        click.echo(f"falconet: error: no rule named '{name}' in {', '.join(map(str, rule_paths(cfg, obj.get('rules_files', []))))}",
-                   err=True)
+        where = ", ".join(map(str, rule_paths(cfg, obj.get("rules_files", []))))
+        click.echo(f"falconet: error: no rule named '{name}' in {where}", err=True)
         return Exit.FAILED
     if cfg.get("json_output"):
         click.echo(json.dumps(_describe_rule(r), sort_keys=True))

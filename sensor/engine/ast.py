@@ -66,7 +66,10 @@ class FieldRef(Node):
     arg: str | None = None
 
     def text(self) -> str:
-        return self.name if self.arg is None else f"{self.name}[{self.arg}]"
+        if self.arg is None:
+            return self.name
+        bare = self.arg and not (set(self.arg) & _ARG_BAD)
+        return f"{self.name}[{self.arg if bare else quote(self.arg, force=True)}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +153,9 @@ def field_of(node: Node) -> FieldRef | None:
 def to_text(node: Node) -> str:
     """Render a tree back to condition text (for -L descriptions and error messages)."""
     if isinstance(node, And):
-        return " and ".join(_paren(c, (Or,)) for c in node.items)
+        return " and ".join(_paren(c, (And, Or)) for c in node.items)
     if isinstance(node, Or):
-        return " or ".join(_paren(c, (And,)) for c in node.items)
+        return " or ".join(_paren(c, (And, Or)) for c in node.items)
     if isinstance(node, Not):
         return f"not {_paren(node.item, (And, Or))}"
     if isinstance(node, Ident):
@@ -180,10 +183,11 @@ def _paren(node: Node, kinds: tuple[type, ...]) -> str:
 
 
 _BARE_BAD = set(" \t\r\n\b()\"'=,")
+_ARG_BAD = set(" \t\r\n\b[]\"'")
 
 
-def quote(s: str) -> str:
+def quote(s: str, force: bool = False) -> str:
     """A value as condition text: bare when the lexer would read it back unchanged."""
-    if s and not (set(s) & _BARE_BAD):
+    if s and not force and not (set(s) & _BARE_BAD):
         return s
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -228,6 +228,9 @@ class Codegen:
         def sub(m: re.Match[str]) -> str:
             use = self.fields[m.group(1)]
             if self.mode == "recorded":
+                if use.field.arg == "index" and use.arg is not None:
+                    # A recording may hold only the whole list (`proc.aname`); value() indexes it.
+                    return f"e.value({self.const(use.field.name)}, {self.const(use.arg)})"
                 return f"_get({self.const(use.key)})"
             call = f"_x{use.var[2:]}(e, {self.const(use.arg) if use.arg is not None else 'None'})"
             if cache and use.uses > 1:

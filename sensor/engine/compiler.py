@@ -143,9 +143,9 @@ class RuleCompiler:
         try:
             tree = passes.resolve_lists(tree, self.lists, used_lists)
             used_macros: set[str] = set()
+            # Macro bodies had their lists resolved when they were compiled: resolving again
+            # would expand a list item that merely shares a later list's name.
             tree = passes.expand_macros(tree, self.macros, used_macros)
-            # Lists inside macros were resolved when the macros were; lists named in exceptions now.
-            tree = passes.resolve_lists(tree, self.lists, used_lists)
         except CompileError as e:
             self._err("LOAD_ERR_COMPILE_CONDITION", e.message, item.loc,
                       _cond_location(item, "condition", e.pos), snippet=rd.condition)
@@ -177,20 +177,24 @@ class RuleCompiler:
                 output_text = f"{output_text} {more}"
         try:
             parts = parse_output(output_text, lambda n: resolve(rd.source, n))
+            extra: list[OutputField] = []
+            static: dict[str, Any] = {}
             for ef in extra_fields:
-                if isinstance(ef, str):
-                    found = resolve(rd.source, ef)
-                    if found is None:
-                        raise OutputError(f"invalid extra field {ef}: no such field")
-                    f, arg = found
-                    parts.append(OutputField(ef, f.name, arg, f.type))
+                if isinstance(ef, dict):
+                    static.update(ef)
+                    continue
+                found = resolve(rd.source, str(ef))
+                if found is None:
+                    raise OutputError(f"invalid extra field {ef}: no such field")
+                f, arg = found
+                extra.append(OutputField(str(ef), f.name, arg, f.type))
         except OutputError as e:
             self._err("LOAD_ERR_COMPILE_OUTPUT", str(e), item.loc, item.where("output"), snippet=rd.output)
             return None
         return CompiledRule(
             name=rd.name, desc=rd.desc, priority=rd.priority, source=rd.source, tags=list(rd.tags),
             enabled=rd.enabled, condition=rd.condition, output=output_text, node=tree, types=types,
-            out=_output_with_static(parts, extra_fields), order=rd.order, item=item,
+            out=Output(parts, extra, static), order=rd.order, item=item,
             macros=sorted(used_macros), lists=sorted(used_lists), exceptions=rd.exceptions)
 
     def _mark_macros(self, refs: set[str], seen: set[str] | None = None) -> None:
@@ -201,31 +205,6 @@ class RuleCompiler:
             seen.add(r)
             self.used_macros.add(r)
             self._mark_macros(passes.macro_refs(self.macros[r]), seen)
-
-
-def _output_with_static(parts: list[Any], extra_fields: list[Any]) -> Output:
-    out = Output(parts)
-    static = {}
-    for ef in extra_fields:
-        if isinstance(ef, dict):
-            static.update(ef)
-    if static:
-        out = _StaticOutput(parts, static)
-    return out
-
-
-class _StaticOutput(Output):
-    __slots__ = ("static",)
-
-    def __init__(self, parts: list[Any], static: dict[str, Any]) -> None:
-        super().__init__(parts)
-        self.static = static
-
-    def render(self, event: Any, static: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        merged = dict(self.static)
-        if static:
-            merged.update(static)
-        return super().render(event, merged)
 
 
 # -- exceptions ----------------------------------------------------------------------------------

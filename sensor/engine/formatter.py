@@ -156,13 +156,20 @@ def render_value(value: Any, field: OutputField | None = None) -> str:
 
 
 class Output:
-    """A rule's compiled output: renders the text and the typed output_fields of an event."""
+    """A rule's compiled output: renders the text and the typed output_fields of an event.
 
-    __slots__ = ("fields", "parts")
+    `extra` fields (append_output's extra_fields) go into output_fields only; `static` values are
+    constants added to output_fields.
+    """
 
-    def __init__(self, parts: list[str | OutputField]) -> None:
+    __slots__ = ("extra", "fields", "parts", "static")
+
+    def __init__(self, parts: list[str | OutputField], extra: list[OutputField] | None = None,
+                 static: dict[str, Any] | None = None) -> None:
         self.parts = parts
-        self.fields = [p for p in parts if isinstance(p, OutputField)]
+        self.extra = extra or []
+        self.fields = [p for p in parts if isinstance(p, OutputField)] + self.extra
+        self.static = static or {}
 
     def render(self, event: Any, static: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         values: dict[str, Any] = {}
@@ -175,6 +182,8 @@ class Output:
                 out.append(p)
             else:
                 out.append(render_value(values[p.key], p))
+        if self.static:
+            values.update(self.static)
         if static:
             values.update(static)
         return "".join(out), values

@@ -104,6 +104,9 @@ class _Build(Transformer):
         tok, (inner, d) = c[0], c[1]
         if str(tok) == "not(":
             d += 4
+        elif isinstance(inner, ast.Not):
+            # Falco toggles one flag for a run of `not ` tokens: `not not a` is just `a`.
+            return inner.item, d
         return ast.Not(_ungroup(inner), pos=_pos(tok)), d
 
     def group(self, c):  # type: ignore[no-untyped-def]

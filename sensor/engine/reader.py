@@ -15,6 +15,17 @@ import yaml
 
 from sensor.errors import Diagnostic, DiagnosticList, Location
 
+
+class RulesLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1's `=` value type: Falco (yaml-cpp) reads `comps: [=, in]` as
+    strings, and so must we."""
+
+
+RulesLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:value"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 ITEM_KINDS = ("rule", "macro", "list", "required_engine_version", "required_plugin_versions")
 
 # Keys each item kind accepts (Falco's rules file schema); others are schema warnings.
@@ -67,7 +78,7 @@ def read_text(text: str, name: str, diags: DiagnosticList | None = None) -> Read
     diags = diags if diags is not None else DiagnosticList()
     items: list[Item] = []
     try:
-        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        docs = list(yaml.compose_all(text, Loader=RulesLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = mark.line + 1 if mark else 0
@@ -112,7 +123,7 @@ def _read_item(node: yaml.Node, name: str, text: str, diags: DiagnosticList) -> 
             (_loc(name, node, "rules content"),), snippet=_snippet(text, node.start_mark.line + 1)))
         return None
     data: dict[str, Any] = {}
-    constructor = yaml.SafeLoader("")
+    constructor = RulesLoader("")
     key_pos: dict[str, tuple[int, int]] = {}
     styles: dict[str, str | None] = {}
     for knode, vnode in node.value:

@@ -32,6 +32,13 @@ class Field:
     (`ka.uri.param[command]`, `evt.arg.flags`, `jevt.value[/a/b]`: any text). `arg_required`:
     the field is meaningless without its argument. `dot_arg`: the argument may follow a dot
     (`evt.arg.flags`) as well as brackets.
+
+    Several values: `is_list` marks Falco's list fields (EPF_IS_LIST, e.g.
+    ka.req.pod.containers.image): `in`/`pmatch` hold when every value does, `intersects` when any
+    does. `multi` marks fields that extract several values compared one by one, true when any
+    value matches (fd.ip, fd.net: client or server side). An index field read without its index
+    (`proc.aname`) is multi automatically. Extractors return a list or tuple then, never an empty
+    one (None instead).
     """
 
     name: str
@@ -42,6 +49,7 @@ class Field:
     arg_required: bool = False
     dot_arg: bool = False
     is_list: bool = False
+    multi: bool = False
     record: bool = True          # written by `falconet capture` (False: derived from another field)
 
 
