@@ -1,5 +1,121 @@
-"""Placeholder: the user.* field class (being written)."""
+"""The user.* field class, and the account lookup group.py and evt.arg share.
 
-from sensor.engine.fields.base import FieldClass
+Names come from the passwd/group file the process itself sees, as Falco reads them: /etc/passwd
+for a host process, /proc/<pid>/root/etc/passwd for a process in a container (the container's own
+users). Lookups are cached per (container, file, id) in a small bounded cache; a read failure (the process
+is gone) is not cached, so the next event of the same container can still find the name. The
+files are read directly, never through NSS, so a lookup cannot block on LDAP or DNS.
 
-CLASS = FieldClass("user", "syscall", "", ())
+user.uid is the effective uid, which is what Falco's driver reports for a process.
+"""
+
+from __future__ import annotations
+
+from sensor.engine.fields.base import Field, FieldClass
+from sensor.event import Process, SyscallEvent
+
+# Where the files live; tests point these at a directory of their own.
+HOST_ETC = "/etc"
+PROC_ROOT = "/proc"
+
+CACHE_SIZE = 4096
+# Insertion-ordered: when full, the oldest entry goes (cheaper on the hot path than an LRU's reordering).
+_cache: dict[tuple[str, str, int], tuple[str, ...] | None] = {}
+_MISS = object()
+_UNSET_LOGINUID = 0xFFFFFFFF
+
+
+def clear_cache() -> None:
+    """Forget every cached account (after /etc/passwd changed, and between tests)."""
+    _cache.clear()
+
+
+def _db_path(proc: Process, db: str) -> str:
+    if proc.container.id == "host":
+        return f"{HOST_ETC}/{db}"
+    return f"{PROC_ROOT}/{proc.pid}/root/etc/{db}"
+
+
+def account(proc: Process, db: str, ident: int) -> tuple[str, ...] | None:
+    """The entry for `ident` in the passwd or group file `proc` sees, without the id fields.
+
+    passwd → (name, home, shell); group → (name,). None when no entry has that id or the file
+    cannot be read.
+    """
+    key = (proc.container.id, db, ident)
+    entry = _cache.get(key, _MISS)
+    if entry is not _MISS:
+        return entry
+    try:
+        with open(_db_path(proc, db), encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    want = str(ident)
+    entry = None
+    for line in lines:
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2] == want and not line.startswith("#"):
+            entry = (parts[0], parts[5], parts[6]) if db == "passwd" and len(parts) >= 7 else (parts[0],)
+            break
+    if len(_cache) >= CACHE_SIZE:
+        del _cache[next(iter(_cache))]
+    _cache[key] = entry
+    return entry
+
+
+def effective_uid(p: Process) -> int:
+    return p.euid if p.euid is not None else p.uid
+
+
+def _uid(ev: SyscallEvent, arg: str | None) -> int:
+    return effective_uid(ev.proc)
+
+
+def _passwd(ev: SyscallEvent) -> tuple[str, ...] | None:
+    return account(ev.proc, "passwd", effective_uid(ev.proc))
+
+
+def _name(ev: SyscallEvent, arg: str | None) -> str | None:
+    e = _passwd(ev)
+    return e[0] if e else None
+
+
+def _homedir(ev: SyscallEvent, arg: str | None) -> str | None:
+    e = _passwd(ev)
+    return e[1] if e else None
+
+
+def _shell(ev: SyscallEvent, arg: str | None) -> str | None:
+    e = _passwd(ev)
+    return e[2] if e else None
+
+
+def _loginuid_of(p: Process) -> int:
+    uid = p.loginuid
+    return -1 if uid < 0 or uid >= _UNSET_LOGINUID else uid
+
+
+def _loginuid(ev: SyscallEvent, arg: str | None) -> int:
+    return _loginuid_of(ev.proc)
+
+
+def _loginname(ev: SyscallEvent, arg: str | None) -> str | None:
+    uid = _loginuid_of(ev.proc)
+    if uid < 0:
+        return None
+    e = account(ev.proc, "passwd", uid)
+    return e[0] if e else None
+
+
+CLASS = FieldClass("user", "syscall", "The user the process runs as, and the user who logged in.", (
+    Field("user.uid", "UINT32", "Effective user id of the process.", _uid),
+    Field("user.name", "CHARBUF",
+          "Name of the user, from the passwd file the process sees (its container's for a container "
+          "process).", _name),
+    Field("user.homedir", "CHARBUF", "Home directory of the user.", _homedir),
+    Field("user.shell", "CHARBUF", "Login shell of the user.", _shell),
+    Field("user.loginuid", "INT64",
+          "Audit user id (the uid that logged in, kept across su/sudo); -1 when unset.", _loginuid),
+    Field("user.loginname", "CHARBUF", "Name of the audit user (user.loginuid).", _loginname),
+))
