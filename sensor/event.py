@@ -43,6 +43,9 @@ def field_key(field: str, arg: str | None) -> str:
     return f"{field}[{arg}]"
 
 
+_ANCESTOR_LISTS = frozenset({"proc.aname", "proc.apid", "proc.aexe", "proc.aexepath", "proc.acmdline"})
+
+
 class RecordedEvent:
     """An event replayed from its recorded fields (DESIGN.md §4, §6).
 
@@ -64,13 +67,11 @@ class RecordedEvent:
         if arg is None:
             return self.fields.get(field)
         v = self.fields.get(field_key(field, arg))
-        if v is None and arg.isdigit():
+        if v is None and arg.isdigit() and field in _ANCESTOR_LISTS:
             whole = self.fields.get(field)
             if isinstance(whole, list):
-                i = int(arg)
-                # aname[0]/apid[0] is the process itself in Falco; [1] the parent.
-                if field in ("proc.aname", "proc.apid", "proc.aexe", "proc.aexepath"):
-                    i -= 1
+                # [0] is the process itself (recorded as proc.aname[0]); the list starts at the parent.
+                i = int(arg) - 1
                 return whole[i] if 0 <= i < len(whole) else None
         return v
 

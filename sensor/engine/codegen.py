@@ -293,12 +293,18 @@ class Codegen:
         v = self._tmp()
         if isinstance(n.right, ast.Transform):
             return self._field_rhs(n, acc, v, op, kind, multi)
-        test = self._test(op, kind, typ, n.right, v)   # an expression over `v`
+        negate = multi and op == "!=" and self._either(n.left)
+        # fd.ip/fd.net/fd.port hold both sides of a connection: `!=` means neither side equals.
+        test = self._test("=" if negate else op, kind, typ, n.right, v)   # an expression over `v`
         if multi:
             lam = self.const(eval(f"lambda {v}: {test}", dict(self.ns)))
             which = "_all" if is_list and op in ("in", "pmatch") else "_any"
-            return f"(({v} := {acc}) is not None and {which}({lam}, {v}))"
+            return f"(({v} := {acc}) is not None and {'not ' if negate else ''}{which}({lam}, {v}))"
         return f"(({v} := {acc}) is not None and {test})"
+
+    def _either(self, left: ast.Node) -> bool:
+        ref = ast.field_of(left)
+        return ref is not None and self.resolve_field(ref)[0].multi
 
     def _check_op(self, op: str, kind: str, typ: str, n: ast.BinaryCheck) -> None:
         ok = {

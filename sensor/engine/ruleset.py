@@ -36,6 +36,10 @@ class Ruleset:
         self.rules = [r for r in rules if r.enabled]
         self.rule_matching = rule_matching
         self.hostname = hostname or socket.gethostname()
+        # evt.hostname must say what the alerts say.
+        from sensor.engine.fields import evt as evt_fields
+
+        evt_fields.set_hostname(self.hostname)
         self.warnings = list(warnings)
         self.lists = lists or {}
         self.macros = macros or {}

@@ -184,3 +184,16 @@ def test_ruleset_recorded(tmp_path: Any, cond: str, fields: dict[str, Any], expe
 def test_compile_errors(cond: str, err: str) -> None:
     with pytest.raises(CompileError, match=err):
         compile_filter(cond, "syscall")
+
+
+@pytest.mark.parametrize(("cond", "expected"), [
+    ("fd.ip = 10.0.0.5", True), ("fd.ip = 10.0.0.9", False),
+    ("fd.ip != 10.0.0.5", False),            # one side equal: != is false, as in Falco
+    ("fd.ip != 10.0.0.9", True),
+    ("fd.net = 10.0.0.0/8", True), ("fd.net != 10.0.0.0/8", False), ("fd.net != 192.168.0.0/16", True),
+])
+def test_either_side_fields(cond: str, expected: bool) -> None:
+    fn = compile_filter(cond, "syscall")
+    ev = RecordedEvent("syscall", {"evt.type": "connect", "fd.ip": ["172.16.0.1", "10.0.0.5"],
+                                   "fd.net": ["172.16.0.1", "10.0.0.5"]})
+    assert fn(ev) is expected

@@ -117,9 +117,6 @@ def test_a_replayed_capture_raises_the_same_alerts_under_falcos_rules(world: Wor
             "Set Setuid or Setgid bit"} <= fired
 
 
-@pytest.mark.xfail(strict=True, reason="RecordedEvent answers a missing indexed key from the bare list "
-                   "for every field; for fd.types the index is an fd number, not a position. Needs "
-                   "sensor/event.py to apply that fallback to the ancestor fields only.")
 def test_fd_types_of_a_closed_fd_replays_as_no_value(world: World) -> None:
     ev = world.events["open_shadow"]          # fds 0, 3, 4, 7, 8 are open; fd 1 is not
     replayed = RecordedEvent("syscall", json.loads(json.dumps(record_fields(ev))))
