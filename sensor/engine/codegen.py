@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -88,12 +89,26 @@ def _pmatch(prefixes: tuple[str, ...], v: Any) -> bool:
     return False
 
 
-def _in_net(nets: tuple[Any, ...], v: Any) -> bool:
+@functools.lru_cache(maxsize=65536)
+def _ip_key(v: str) -> tuple[int, int] | None:
+    """(version, integer) of an address; cached, because parsing dominates network checks."""
     try:
         ip = ipaddress.ip_address(v)
     except ValueError:
+        return None
+    return ip.version, int(ip)
+
+
+def _in_net(nets: tuple[tuple[int, int, int], ...], v: Any) -> bool:
+    """Whether `v` lies in one of `nets`, given as (version, network int, netmask int)."""
+    key = _ip_key(v) if isinstance(v, str) else None
+    if key is None:
         return False
-    return any(ip.version == n.version and ip in n for n in nets)
+    version, n = key
+    for nv, net, mask in nets:
+        if nv == version and n & mask == net:
+            return True
+    return False
 
 
 RUNTIME: dict[str, Any] = {"_any": _any, "_all": _all, "_bytes": _bytes, "_pmatch": _pmatch,
@@ -439,9 +454,10 @@ def _convert(text: str, kind: str, typ: str, pos: ast.Pos) -> Any:
     return text
 
 
-def _convert_net(text: str, pos: ast.Pos) -> Any:
+def _convert_net(text: str, pos: ast.Pos) -> tuple[int, int, int]:
     try:
-        return ipaddress.ip_network(text.strip(), strict=False)
+        net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise CompileError(f"'{text}' is not a valid IP network", pos) from None
+    return net.version, int(net.network_address), int(net.netmask)
 
