@@ -122,3 +122,7 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(Exit.INTERRUPTED)
     # standalone_mode=False hands back ctx.exit() codes and command return values.
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ def rule_paths(cfg: Config, override: Sequence[str] = ()) -> list[Path]:
         return [Path(p) for p in override]
     out = []
     for p in cfg.rules_files():
-        if not p.exists() and not p.suffix:
+        if not p.exists() and p.suffix not in (".yaml", ".yml"):
             continue
         out.append(p)
     return out
