@@ -331,8 +331,8 @@ class Collector:
                 if not isinstance(val, str):
                     self._err("LOAD_ERR_YAML_VALIDATE", f"Value of '{key}' must be a string", item, key)
                     return
-                attr = key
-                setattr(rule, attr, f"{getattr(rule, attr)} {val}" if getattr(rule, attr) else val)
+                joined = f"{getattr(rule, key)} {val}" if getattr(rule, key) else val
+                setattr(rule, key, joined.strip() if key == "output" else joined)
             elif key == "tags":
                 if not isinstance(val, list):
                     self._err("LOAD_ERR_YAML_VALIDATE", "Value of 'tags' must be a sequence", item, key)
@@ -381,7 +381,8 @@ class Collector:
                 if not isinstance(val, str):
                     self._err("LOAD_ERR_YAML_VALIDATE", f"Value of '{key}' must be a string", item, key)
                     return False
-                setattr(rule, key, val)
+                # Falco trims outputs (a folded `output: >` would otherwise end the alert with "\n").
+                setattr(rule, key, val.strip() if key == "output" else val)
             elif key == "priority":
                 p = parse_priority(val)
                 if p is None:

@@ -558,3 +558,15 @@ def test_event_type_index(tmp_path: Path) -> None:
     assert fired(rs, e("execve")) == []
     assert fired(rs, e("accept")) == ["NotExecs", "Or"]
     assert fired(rs, e("close")) == ["NotExecs"]
+
+
+def test_output_is_trimmed_like_falco(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+    - rule: R
+      desc: d
+      condition: evt.type = execve and proc.name = a
+      output: >
+        folded output %proc.name
+      priority: Warning
+    """)
+    assert load_rules([p]).process(ev(proc__name="a"))[0].output == "folded output a"
