@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,6 @@ def rule_paths(cfg: Config, override: Sequence[str] = ()) -> list[Path]:
     return out
 
 
-def hostname(cfg: Config) -> str:
-    return cfg.get("hostname") or os.environ.get("FALCONET_HOSTNAME") or os.uname().nodename
-
-
 def load_options(cfg: Config, *, disable: Sequence[str] = (), disable_tags: Sequence[str] = (),
                  enable_tags: Sequence[str] = ()) -> LoadOptions:
     return LoadOptions(
@@ -44,7 +39,7 @@ def load_options(cfg: Config, *, disable: Sequence[str] = (), disable_tags: Sequ
         enable_tags=list(enable_tags),
         append_output=list(cfg.get("append_output", []) or []),
         static_fields=dict(cfg.get("static_fields", {}) or {}),
-        hostname=hostname(cfg),
+        hostname=cfg.hostname(),
     )
 
 

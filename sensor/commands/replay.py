@@ -8,26 +8,20 @@ from typing import Any
 import click
 
 from sensor import config as config_mod
-from sensor.engine.formatter import JsonOptions, alert_json, alert_text
 from sensor.engine.loader import RulesLoadError
 from sensor.event import Alert
+from sensor.outputs.render import Renderer
 from sensor.rulesetup import load_configured
 from sensor.sources.replay import ReplaySource
 from sensor.status import Exit
 
 
 def _printer(cfg: config_mod.Config) -> Any:
-    as_json = bool(cfg.get("json_output"))
-    opts = JsonOptions(include_output=cfg.get("json_include_output_property", True),
-                       include_tags=cfg.get("json_include_tags_property", True),
-                       include_output_fields=cfg.get("json_include_output_fields_property", True),
-                       include_message=cfg.get("json_include_message_property", False),
-                       time_iso_8601=cfg.get("time_format_iso_8601", False))
+    render = Renderer(cfg).render
     out = sys.stdout
 
     def emit(alert: Alert) -> None:
-        line = alert_json(alert, opts) if as_json else alert_text(alert, opts.time_iso_8601)
-        out.write(line + "\n")
+        out.write(render(alert) + "\n")
 
     return emit
 

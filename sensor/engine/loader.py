@@ -65,9 +65,16 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnost
     errs: list[Diagnostic] = []
     for p in paths:
         path = Path(p)
-        if path.is_dir():
-            out.extend(sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file()))
-        elif path.exists():
+        try:
+            if path.is_dir():
+                out.extend(sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file()))
+                continue
+            exists = path.exists()
+        except OSError as e:      # a directory on the way we may not enter
+            errs.append(Diagnostic("LOAD_ERR_FILE_READ", f"Could not open file {path}: {e.strerror}",
+                                   (Location(str(path), item_type="rules content"),)))
+            continue
+        if exists:
             out.append(path)
         else:
             errs.append(Diagnostic("LOAD_ERR_FILE_READ", f"Could not open file {path}: No such file or directory",

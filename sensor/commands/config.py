@@ -1,0 +1,40 @@
+"""`falconet config`: the configuration keys, the effective values, and the bundled default file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import yaml
+
+from sensor import config as config_mod
+
+
+@click.command("config")
+@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
+@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
+@click.option("--default", "show_default", is_flag=True,
+              help="Print the bundled default falconet.yaml, generated from every declared key.")
+@click.option("--list", "list_keys", is_flag=True, help="List every key: type, default, description.")
+@click.pass_context
+def config(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], show_default: bool,
+           list_keys: bool) -> None:
+    """Show the effective configuration (each key with where it was set), or the keys themselves."""
+    if show_default:
+        click.echo(config_mod.default_yaml(), nl=False)
+        return
+    if list_keys:
+        for key in config_mod.schema().values():
+            kind = key.type.__name__ + (f" ({'|'.join(key.choices)})" if key.choices else "")
+            click.echo(f"{key.path}  {kind}  default {_scalar(key.default)}")
+            click.echo(f"    {key.description}")
+        return
+    root = ctx.find_root().obj or {}
+    cfg = config_mod.load(config_path or root.get("config_path"), [*root.get("overrides", []), *overrides])
+    click.echo(f"# {cfg.path or 'no configuration file: defaults'}")
+    for key in config_mod.schema():
+        click.echo(f"{key}: {_scalar(cfg.get(key))}  # {cfg.origin(key)}")
+
+
+def _scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()

@@ -1,0 +1,147 @@
+"""program: alerts fed to a shell command on its standard input, one line each.
+
+keep_alive: true starts the program once and writes every alert to it, a line at a time (a program
+that exits is started again and the alert it missed is written to the new one). keep_alive: false
+starts the program for each alert, writes the alert, closes its input and waits for it (up to
+`timeout`; a program still running then is killed). The program inherits the sensor's stdout and
+stderr, as with Falco's program_output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from typing import Any
+
+from sensor.config import Key, parse_duration
+from sensor.errors import ConfigError
+from sensor.outputs.channel import DeliveryError
+from sensor.outputs.render import FORMATS
+from sensor.outputs.spool import spool_keys
+
+log = logging.getLogger("falconet.outputs")
+
+CONFIG_KEYS: tuple[Key, ...] = (
+    Key("program_output.enabled", bool, False, "Feed alerts to a program's standard input."),
+    Key("program_output.keep_alive", bool, False,
+        "One long-lived program fed line by line (true), or one program per alert (false)."),
+    Key("program_output.program", str, "",
+        "Shell command, e.g. \"jq '{text: .output}' | curl -d @- -X POST https://hooks.slack.com/...\"."),
+    Key("program_output.format", str, "", "text or json; empty: follow json_output.", choices=FORMATS),
+    Key("program_output.timeout", str, "30s",
+        "How long a per-alert program (keep_alive: false) may run before it is killed.",
+        check=parse_duration),
+    *spool_keys("program_output", False),
+)
+
+
+class ProgramTransport:
+    """Runs `program` with /bin/sh, once (keep_alive) or per record."""
+
+    name = "program"
+
+    def __init__(self, program: str, keep_alive: bool, timeout: float = 30.0) -> None:
+        self.program = program
+        self.keep_alive = keep_alive
+        self.timeout = timeout
+        self.starts = 0
+        self.failures = 0          # per-alert programs that exited non-zero or were killed
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        """True while the long-lived program (keep_alive) runs."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        try:
+            return subprocess.Popen(["/bin/sh", "-c", self.program], stdin=subprocess.PIPE,
+                                    restore_signals=True, start_new_session=True)
+        except OSError as e:
+            raise DeliveryError(f"cannot start program {self.program!r}: {e.strerror}") from e
+
+    def send(self, records: list[bytes]) -> int:
+        if self.keep_alive:
+            return self._send_long_lived(records)
+        for i, r in enumerate(records):
+            try:
+                self._run_once(r)
+            except DeliveryError as e:
+                raise DeliveryError(str(e), delivered=i) from e
+        return 0
+
+    def _send_long_lived(self, records: list[bytes]) -> int:
+        for i, r in enumerate(records):
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                if proc is not None:
+                    log.warning("output program: %r exited with %s; starting it again", self.program,
+                                proc.returncode)
+                proc = self._proc = self._spawn()
+            try:
+                proc.stdin.write(r)          # type: ignore[union-attr]
+                proc.stdin.flush()           # type: ignore[union-attr]
+            except (BrokenPipeError, OSError, ValueError) as e:
+                self._reap()
+                raise DeliveryError(f"program {self.program!r} stopped reading: {e}", delivered=i) from e
+        return 0
+
+    def _run_once(self, record: bytes) -> None:
+        proc = self._spawn()
+        try:
+            proc.communicate(record, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            proc.wait()
+            self.failures += 1
+            log.error("output program: %r still ran after %gs and was killed", self.program, self.timeout)
+            return
+        except BrokenPipeError as e:
+            proc.wait()
+            raise DeliveryError(f"program {self.program!r} exited before reading the alert") from e
+        if proc.returncode:
+            # It received the alert; running it again could act twice (post twice to a chat).
+            self.failures += 1
+            log.error("output program: %r exited with %d", self.program, proc.returncode)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)    # the shell and what it started
+        except OSError:
+            proc.kill()
+
+    def _reap(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()               # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            proc.wait()
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._reap()
+
+
+def from_config(cfg: Any, ctx: Any) -> tuple[ProgramTransport, Any] | None:
+    if not cfg.get("program_output.enabled"):
+        return None
+    program = cfg.get("program_output.program")
+    if not program:
+        raise ConfigError(f"{cfg.origin('program_output.program')}: 'program_output.program' is empty "
+                          f"while program_output is enabled", hint="set the shell command to run")
+    return (ProgramTransport(program, bool(cfg.get("program_output.keep_alive")),
+                             cfg.duration("program_output.timeout")),
+            ctx.renderer.line_encoder(cfg.get("program_output.format", "")))

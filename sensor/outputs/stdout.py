@@ -1,0 +1,57 @@
+"""stdout: one line per alert, flushed at once even when stdout is a pipe (so alerts appear in
+`kubectl logs` as they happen, not when a 4 KiB buffer fills)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, BinaryIO
+
+from sensor.config import Key
+from sensor.outputs.channel import DeliveryError
+from sensor.outputs.spool import spool_keys
+
+CONFIG_KEYS: tuple[Key, ...] = (
+    Key("stdout_output.enabled", bool, True, "Print alerts on standard output."),
+    *spool_keys("stdout_output", False),
+)
+
+
+class StdoutTransport:
+    """Writes records to a binary stream; `unbuffered` flushes after every alert (Falco's
+    buffered_outputs: false), otherwise after every batch."""
+
+    name = "stdout"
+
+    def __init__(self, stream: BinaryIO | None = None, unbuffered: bool = True) -> None:
+        self.stream = stream if stream is not None else sys.stdout.buffer
+        self.unbuffered = unbuffered
+
+    def send(self, records: list[bytes]) -> int:
+        done = 0
+        try:
+            if self.unbuffered:
+                for r in records:
+                    self.stream.write(r)
+                    self.stream.flush()
+                    done += 1
+            else:
+                self.stream.write(b"".join(records))
+                self.stream.flush()
+        except (OSError, ValueError) as e:       # ValueError: the stream was closed
+            raise DeliveryError(f"stdout: {e}", delivered=done) from e
+        return 0
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def from_config(cfg: Any, ctx: Any) -> tuple[StdoutTransport, Any] | None:
+    if not cfg.get("stdout_output.enabled"):
+        return None
+    return StdoutTransport(ctx.stdout, ctx.unbuffered), ctx.renderer.line_encoder("")

@@ -1,0 +1,81 @@
+"""syslog: one datagram per alert to the local syslog socket, the alert's priority as the severity
+(Falco's priorities are syslog's severities, Emergency 0 ... Debug 7), facility user."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from sensor.config import Key
+from sensor.event import Alert
+from sensor.outputs.channel import DeliveryError
+from sensor.outputs.render import FORMATS
+from sensor.outputs.spool import spool_keys
+
+CONFIG_KEYS: tuple[Key, ...] = (
+    Key("syslog_output.enabled", bool, False,
+        "Send alerts to the local syslog daemon (through syslog_output.address)."),
+    Key("syslog_output.address", str, "/dev/log", "The syslog daemon's Unix datagram socket."),
+    Key("syslog_output.format", str, "", "text or json; empty: follow json_output.", choices=FORMATS),
+    *spool_keys("syslog_output", False),
+)
+
+FACILITY_USER = 1
+
+
+def syslog_encoder(render: Any, ident: str = "falconet") -> Any:
+    """An encoder producing `<PRI>Mmm dd hh:mm:ss ident[pid]: message`, as glibc's syslog(3)."""
+    pid = os.getpid()
+
+    def encode(alert: Alert) -> bytes:
+        pri = FACILITY_USER * 8 + alert.priority_num
+        stamp = time.strftime("%b %e %H:%M:%S", time.localtime())
+        return f"<{pri}>{stamp} {ident}[{pid}]: {render(alert)}".encode()
+
+    return encode
+
+
+class SyslogTransport:
+    """Datagrams to a Unix socket, reconnecting after the daemon restarts."""
+
+    name = "syslog"
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._sock: socket.socket | None = None
+
+    def send(self, records: list[bytes]) -> int:
+        for i, r in enumerate(records):
+            try:
+                if self._sock is None:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    try:
+                        sock.connect(self.address)
+                    except OSError:
+                        sock.close()
+                        raise
+                    self._sock = sock
+                self._sock.send(r)
+            except OSError as e:
+                self.close()
+                raise DeliveryError(f"syslog {self.address}: {e.strerror or e}", delivered=i) from e
+        return 0
+
+    def reopen(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
+def from_config(cfg: Any, ctx: Any) -> tuple[SyslogTransport, Any] | None:
+    if not cfg.get("syslog_output.enabled"):
+        return None
+    fmt = cfg.get("syslog_output.format", "")
+    renderer = ctx.renderer
+    return (SyslogTransport(cfg.get("syslog_output.address")),
+            syslog_encoder(lambda a: renderer.render(a, fmt)))

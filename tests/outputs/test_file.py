@@ -1,0 +1,91 @@
+"""file: exact bytes in a real file, keep_alive both ways, reopen after rotation (SIGUSR1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from sensor import outputs
+from sensor.errors import ConfigError
+
+from .conftest import JSON_5, TEXT_5_ISO, load_cfg, make_alert, wait_until
+
+
+@pytest.mark.parametrize("keep_alive", ["true", "false"])
+def test_appends_json_lines(tmp_path: Path, keep_alive: str) -> None:
+    path = tmp_path / "alerts.jsonl"
+    path.write_text("earlier line\n")
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                 "file_output.format=json", f"file_output.keep_alive={keep_alive}"))
+    out.submit(make_alert(5))
+    out.submit(make_alert(6))
+    assert out.flush(10)
+    out.close()
+    lines = path.read_bytes().splitlines()
+    assert lines[0] == b"earlier line"
+    assert lines[1] == JSON_5.encode()
+    assert b'"uuid":"00000000-0000-4000-8000-000000000006"' in lines[2]
+    assert len(lines) == 3
+
+
+def test_format_follows_json_output_unless_set(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                 "time_format_iso_8601=true"))
+    out.submit(make_alert(5))
+    out.flush(10)
+    out.close()
+    assert path.read_bytes() == (TEXT_5_ISO + "\n").encode()
+    path2 = tmp_path / "b.txt"
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path2}",
+                                 "json_output=true", "file_output.format=text", "time_format_iso_8601=true"))
+    out.submit(make_alert(5))
+    out.flush(10)
+    out.close()
+    assert path2.read_bytes() == (TEXT_5_ISO + "\n").encode()
+
+
+def test_reopen_after_logrotate_on_sigusr1(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.jsonl"
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                 "file_output.keep_alive=true", "json_output=true"))
+    old = signal.signal(signal.SIGUSR1, lambda *_: out.reopen())
+    try:
+        out.submit(make_alert(1))
+        assert out.flush(10)
+        path.rename(tmp_path / "alerts.jsonl.1")         # logrotate moves the file away
+        out.submit(make_alert(2))                         # still written to the open (moved) file
+        assert out.flush(10)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        out.submit(make_alert(3))
+        assert out.flush(10)
+        assert wait_until(lambda: path.exists())
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        out.close()
+    rotated = (tmp_path / "alerts.jsonl.1").read_text().splitlines()
+    assert [line.count("-000000000001") + line.count("-000000000002") for line in rotated] == [1, 1]
+    assert "-000000000003" in path.read_text() and len(path.read_text().splitlines()) == 1
+
+
+def test_unwritable_file_is_retried_until_it_works(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "alerts.txt"
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                 "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
+    out.submit(make_alert(5))
+    ch = out.channels[0]
+    assert wait_until(lambda: ch.stats()["errors"] >= 2)
+    assert "No such file or directory" in ch.stats()["last_error"]
+    path.parent.mkdir()
+    assert out.flush(10)
+    out.close()
+    assert len(path.read_text().splitlines()) == 1
+    assert ch.stats()["drops"] == {}
+
+
+def test_empty_filename_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'file_output\.filename' is empty"):
+        outputs.build(load_cfg(tmp_path, "file_output.enabled=true", "file_output.filename="))

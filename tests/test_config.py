@@ -1,0 +1,221 @@
+"""sensor/config.py and `falconet config`: the schema, the file, -o overrides, errors a user can act on."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sensor import config
+from sensor.assets import asset_dir
+from sensor.cli import root
+from sensor.errors import ConfigError
+
+BUNDLED = Path(config.__file__).resolve().parent / "falconet.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "falconet.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_bundled_file_is_generated_from_every_declared_key() -> None:
+    # Regenerate with: falconet config --default > sensor/falconet.yaml
+    assert BUNDLED.read_text() == config.default_yaml(), \
+        "sensor/falconet.yaml is stale: run `falconet config --default > sensor/falconet.yaml`"
+
+
+def test_bundled_file_documents_and_sets_every_key() -> None:
+    keys = config.schema()
+    cfg = config.load(BUNDLED)
+    for path, key in keys.items():
+        assert cfg.origin(path).startswith(str(BUNDLED)), f"{path} is not in the bundled file"
+        assert cfg.get(path) == key.default, path
+    text = BUNDLED.read_text()
+    for key in keys.values():
+        assert key.description.split()[0] in text
+
+
+def test_falco_keys_are_declared() -> None:
+    keys = config.schema()
+    for k in ("rules_files", "priority", "json_output", "json_include_output_property",
+              "json_include_tags_property", "json_include_output_fields_property",
+              "json_include_message_property", "time_format_iso_8601", "buffered_outputs",
+              "stdout_output.enabled", "file_output.enabled", "file_output.filename", "file_output.keep_alive",
+              "program_output.enabled", "program_output.keep_alive", "program_output.program",
+              "http_output.enabled", "http_output.url", "http_output.user_agent", "http_output.insecure",
+              "http_output.ca_cert", "http_output.ca_path", "http_output.mtls", "http_output.client_cert",
+              "http_output.client_key", "http_output.compress_uploads", "syslog_output.enabled",
+              "outputs_queue.capacity", "webserver.enabled", "webserver.listen_port",
+              "webserver.listen_address", "webserver.k8s_healthz_endpoint", "webserver.ssl_enabled",
+              "metrics.enabled", "metrics.interval", "rule_matching", "append_output", "static_fields"):
+        assert k in keys, k
+    for channel in ("stdout", "file", "program", "http", "syslog", "fluent"):
+        assert f"{channel}_output.spool.enabled" in keys
+
+
+def test_values_and_origins(tmp_path: Path) -> None:
+    p = write(tmp_path, """\
+        json_output: true
+        file_output:
+          enabled: true
+          filename: /tmp/alerts.json
+        """)
+    cfg = config.load(p, ["file_output.keep_alive=true"])
+    assert cfg.get("json_output") is True
+    assert cfg.get("file_output.filename") == "/tmp/alerts.json"
+    assert cfg.origin("file_output.filename") == f"{p}:4"
+    assert cfg.origin("file_output.keep_alive") == "-o file_output.keep_alive=true"
+    assert cfg.origin("stdout_output.enabled") == "default"
+    assert cfg.get("file_output") == {**cfg.get("file_output"), "enabled": True, "keep_alive": True}
+
+
+def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
+    p = write(tmp_path, """\
+        json_output: true
+        file_output:
+          enabled: true
+          filname: x
+        """)
+    with pytest.raises(ConfigError) as e:
+        config.load(p)
+    assert str(e.value).startswith(f"{p}:4: unknown configuration key 'file_output.filname'")
+    assert "did you mean 'file_output.filename'" in str(e.value)
+    assert e.value.exit_code == 3
+
+
+def test_ill_typed_value_names_key_and_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "fluent_output:\n  port: twenty\n")
+    with pytest.raises(ConfigError, match=rf"{p}:2: 'fluent_output.port' must be an integer, got str 'twenty'"):
+        config.load(p)
+    p = write(tmp_path, "json_output: 1\n")
+    with pytest.raises(ConfigError, match=r":1: 'json_output' must be true or false"):
+        config.load(p)
+    p = write(tmp_path, "priority: Loud\n")
+    with pytest.raises(ConfigError, match=r"'priority' must be one of Emergency, .*; got 'Loud'"):
+        config.load(p)
+    p = write(tmp_path, "rules_files: [a, 3]\n")
+    with pytest.raises(ConfigError, match=r"'rules_files\[1\]' must be a string, got int 3"):
+        config.load(p)
+
+
+def test_group_given_a_scalar_and_duplicate_keys(tmp_path: Path) -> None:
+    p = write(tmp_path, "file_output: yes\n")
+    with pytest.raises(ConfigError, match=r":1: 'file_output' is a group of keys and must be a mapping"):
+        config.load(p)
+    p = write(tmp_path, "json_output: true\nstdout_output: {enabled: false}\njson_output: false\n")
+    with pytest.raises(ConfigError, match=r":3: 'json_output' is set twice \(first on line 1\)"):
+        config.load(p)
+
+
+def test_durations_and_sizes_are_checked(tmp_path: Path) -> None:
+    assert config.parse_duration("1h30m") == 5400
+    assert config.parse_duration("500ms") == 0.5
+    assert config.parse_duration(2) == 2.0
+    assert config.parse_size("64MiB") == 64 * 1024 * 1024
+    assert config.parse_size("1GB") == 10**9
+    assert config.parse_size(4096) == 4096
+    p = write(tmp_path, "fluent_output:\n  ack_timeout: soon\n")
+    with pytest.raises(ConfigError, match=r":2: 'fluent_output.ack_timeout': expected a duration"):
+        config.load(p)
+    with pytest.raises(ConfigError, match=r"-o fluent_output.spool.max_size=lots: .*expected a size"):
+        config.load(None, ["fluent_output.spool.max_size=lots"])
+    cfg = config.load(None, ["fluent_output.ack_timeout=90s", "fluent_output.spool.max_size=2GiB"])
+    assert cfg.duration("fluent_output.ack_timeout") == 90
+    assert cfg.size("fluent_output.spool.max_size") == 2 * 1024**3
+
+
+def test_overrides_set_append_and_group() -> None:
+    cfg = config.load(None, ["rules_files=[/a.yaml]", "rules_files[]=/b.yaml",
+                             "fluent_output={enabled: true, port: 1234}", "hostname=on"])
+    assert cfg.get("rules_files") == ["/a.yaml", "/b.yaml"]
+    assert cfg.get("fluent_output.enabled") is True and cfg.get("fluent_output.port") == 1234
+    assert cfg.get("hostname") == "on"          # text for a string key, not YAML's boolean
+    with pytest.raises(ConfigError, match=r"-o json_output\[\]=x: 'json_output' is not a list"):
+        config.load(None, ["json_output[]=x"])
+    with pytest.raises(ConfigError, match=r"-o nope=1: unknown configuration key 'nope'"):
+        config.load(None, ["nope=1"])
+    with pytest.raises(ConfigError, match=r"-o json_output: expected key=value"):
+        config.load(None, ["json_output"])
+
+
+def test_environment_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUENT_HOST", "fluentd.logging")
+    monkeypatch.setenv("FLUENT_PORT", "24225")
+    monkeypatch.delenv("FLUENT_TAG", raising=False)
+    p = write(tmp_path, """\
+        fluent_output:
+          host: ${FLUENT_HOST}
+          port: ${FLUENT_PORT}
+          tag: ${FLUENT_TAG:-falconet.test}
+        """)
+    cfg = config.load(p)
+    assert cfg.get("fluent_output.host") == "fluentd.logging"
+    assert cfg.get("fluent_output.port") == 24225
+    assert cfg.get("fluent_output.tag") == "falconet.test"
+
+
+def test_rules_files_resolve_bundled() -> None:
+    cfg = config.load(None)
+    assert cfg.rules_files()[:2] == [asset_dir("rules"), asset_dir("rules") / "rules.d"]
+    assert config.load(None, ["rules_files=['${bundled}/x.yaml']"]).rules_files() == [asset_dir("rules") / "x.yaml"]
+    with pytest.raises(ConfigError, match=r"value is not valid YAML \(expected ',' or '\]', but got '\{' at column 3"):
+        config.load(None, ["rules_files=[${bundled}/x.yaml]"])
+
+
+def test_config_file_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FALCONET_CONFIG", raising=False)
+    if not config.DEFAULT_PATH.exists():
+        assert config.default_config_path() == BUNDLED
+    p = write(tmp_path, "json_output: true\n")
+    monkeypatch.setenv("FALCONET_CONFIG", str(p))
+    assert config.load().get("json_output") is True
+    monkeypatch.setenv("FALCONET_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match=r"missing\.yaml: no such configuration file"):
+        config.load()
+    with pytest.raises(ConfigError, match=r"nothere\.yaml: no such configuration file"):
+        config.load(tmp_path / "nothere.yaml")
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "json_output: true\nfile_output:\n  enabled: [\n")
+    with pytest.raises(ConfigError, match=rf"{p}:4: invalid YAML"):
+        config.load(p)
+
+
+def test_hostname_and_state_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FALCONET_HOSTNAME", "node-7")
+    assert config.load(None).hostname() == "node-7"
+    assert config.load(None, ["hostname=sensor-1"]).hostname() == "sensor-1"
+    assert config.load(None, ["state_dir=/srv/f"]).state_path("spool", "fluent") == Path("/srv/f/spool/fluent")
+
+
+# -- falconet config ------------------------------------------------------------------------------
+
+
+def test_cli_default_prints_the_bundled_file() -> None:
+    res = CliRunner().invoke(root, ["config", "--default"])
+    assert res.exit_code == 0
+    assert res.output == BUNDLED.read_text()
+    assert yaml.safe_load(res.output)["fluent_output"]["tag"] == "falconet.alerts"
+
+
+def test_cli_shows_effective_values_with_origins(tmp_path: Path) -> None:
+    p = write(tmp_path, "json_output: true\n")
+    res = CliRunner().invoke(root, ["-c", str(p), "config", "-o", "fluent_output.port=1"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert f"json_output: true  # {p}:1" in lines
+    assert "fluent_output.port: 1  # -o fluent_output.port=1" in lines
+    assert "stdout_output.enabled: true  # default" in lines
+
+
+def test_cli_list_describes_keys() -> None:
+    res = CliRunner().invoke(root, ["config", "--list"])
+    assert res.exit_code == 0
+    assert "fluent_output.ack_timeout  str  default 60s" in res.output
+    assert "rule_matching  str (first|all)  default first" in res.output
