@@ -133,8 +133,8 @@ class _Build(Transformer):
 
     def val(self, c):  # type: ignore[no-untyped-def]
         tok, ftok, _ = c
-        name, arg = self.field([ftok])[0].name, self.field([ftok])[0].arg
-        return ast.Transform("val", ast.FieldRef(name, arg, pos=_pos(ftok)), pos=_pos(tok)), 2
+        ref, _depth = self.field([ftok])
+        return ast.Transform("val", ref, pos=_pos(tok)), 2
 
     def value(self, c):  # type: ignore[no-untyped-def]
         tok = c[0]
