@@ -1,0 +1,147 @@
+"""One live capture: the probe, the ring reader, the process table and the decoder, together.
+
+`Capture.start()` attaches (in a child, see loader.py), then reads /proc, so that nothing started
+between the two is missed; `poll()` drains the ring buffer in batches; `stats()` reads the
+kernel's per-CPU counters. Nothing here knows about rules or configuration files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from sensor.capture import loader, syscalls
+from sensor.capture.containers import ContainerResolver
+from sensor.capture.decoder import Decoder
+from sensor.capture.procstate import ProcessTable
+from sensor.capture.ring import RingReader
+from sensor.event import SyscallEvent
+
+
+@dataclass
+class CaptureOptions:
+    """What to capture and how much memory to give it."""
+
+    event_types: frozenset[str] | None          # evt.types the rules need; None: every known one
+    emit: frozenset[str] | None = None          # evt.types to hand out; None: all captured
+    ringbuf_bytes: int = 16 << 20
+    batch: int = 4096                            # records per poll at most
+    tick_s: float = 0.01                         # how often an idle poll looks at the ring
+    read_env: bool = True
+    runtime_sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/podman/podman.sock")
+    open_filter: dict[tuple[bytes, bool], int] | None = None
+    ignore_self: bool = True
+    raw_hook: bool = True                        # syscalls without a tracepoint: via raw sys_enter
+    print_bpf: bool = False
+
+
+class Capture:
+    """Live syscall events from the kernel, decoded into `SyscallEvent`s."""
+
+    def __init__(self, opts: CaptureOptions) -> None:
+        self.opts = opts
+        selected, self.unknown_types = syscalls.select(opts.event_types)
+        if not opts.raw_hook:
+            self.skipped = [s.name for s in selected if not loader.has_tracepoint(s.tracepoint)]
+            selected = [s for s in selected if s.name not in self.skipped]
+        else:
+            self.skipped = []
+        self.selected = selected
+        self.probe: loader.Probe | None = None
+        self.ring: RingReader | None = None
+        self.table = ProcessTable(ContainerResolver(opts.runtime_sockets), read_env=opts.read_env)
+        self.decoder = Decoder(self.table, opts.emit, on_cloexec=self._cloexec)
+        self.bpf_text: str | None = None
+        self.started_at = 0.0
+        self._final: dict[str, int] | None = None      # stats as they were when stopped
+
+    @property
+    def raw_syscalls(self) -> list[str]:
+        """Syscalls the rules need that have no tracepoint here (served by raw sys_enter)."""
+        if self.probe is None:
+            return []
+        return [s.name for s in self.selected if f"syscalls:sys_enter_{s.tracepoint}" not in self.probe.attached]
+
+    def start(self) -> None:
+        """Attach the probe, read /proc, and start reading. Raises loader.LoadError."""
+        self.probe = loader.load(self.selected, ringbuf_bytes=self.opts.ringbuf_bytes,
+                                 self_tgid=os.getpid() if self.opts.ignore_self else 0,
+                                 want_text=self.opts.print_bpf)
+        self.bpf_text = self.probe.text
+        try:
+            if self.opts.open_filter is not None:
+                self.probe.set_open_filter(self.opts.open_filter)
+            self.ring = RingReader(self.probe.maps["events"], self.opts.ringbuf_bytes)
+            self.table.bootstrap()
+        except BaseException:
+            self.probe.close()
+            self.probe = None
+            raise
+        self.started_at = time.monotonic()
+
+    def poll(self, timeout: float) -> list[SyscallEvent]:
+        """Events decoded from the ring, waiting up to `timeout` seconds for the first record."""
+        ring = self.ring
+        if ring is None:
+            return []
+        deadline = time.monotonic() + timeout
+        while not ring.pending():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            # The probe never wakes us (BPF_RB_NO_WAKEUP): look again after a short tick.
+            time.sleep(min(self.opts.tick_s, left))
+        dec = self.decoder
+        dec.events = []
+        ring.consume(dec.handle, self.opts.batch)
+        return dec.events
+
+    def _cloexec(self, tgid: int, fds: list[int]) -> None:
+        if self.probe is not None:
+            for fd in fds:
+                self.probe.forget_fd(tgid, fd)
+
+    def kernel_counters(self) -> dict[str, list[int]]:
+        """The probe's per-CPU counters (drops, records, ...); empty when not attached."""
+        return self.probe.counters() if self.probe is not None else {}
+
+    def stats(self) -> dict[str, int]:
+        """events handed out, records read, drops (ring buffer full, counted in the kernel),
+        unread (records still in the ring when the capture stopped), and the probe's counters."""
+        if self._final is not None:
+            return dict(self._final)
+        counters = {k: sum(v) for k, v in self.kernel_counters().items()}
+        ring, regs = counters.get("drops", 0), counters.get("regs_faults", 0)
+        return {
+            "events": self.decoder.num,
+            "records": self.decoder.records,
+            # every syscall the kernel saw and could not hand over: the ring buffer had no room,
+            # or its arguments could not be read
+            "drops": ring + regs,
+            "drops_ring": ring,
+            "drops_regs": regs,
+            "kernel_records": counters.get("records", 0),
+            "filtered": counters.get("filtered", 0),
+            "str_faults": counters.get("str_faults", 0),
+            "decode_errors": self.decoder.decode_errors,
+            "processes": len(self.table),
+            "pending_bytes": self.ring.pending() if self.ring is not None else 0,
+            "unread": 0,
+        }
+
+    def stop(self) -> None:
+        """Detach, then count what the kernel wrote that nobody will read; keep the last counters."""
+        if self.probe is not None and self._final is None:
+            self.probe.close_attachments()
+            final = self.stats()
+            if self.ring is not None:
+                final["unread"] = self.ring.consume(lambda _v, _o, _n: True, 1 << 62)
+            final["drops_by_cpu"] = self.kernel_counters().get("drops", [])  # type: ignore[assignment]
+            self._final = final
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None

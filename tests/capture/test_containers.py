@@ -1,0 +1,144 @@
+"""sensor/capture/containers.py: containers from cgroup paths, and the runtime's API for the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensor.capture.containers import (
+    ContainerResolver,
+    RuntimeClient,
+    parse_cgroup_path,
+    split_image,
+)
+from sensor.event import HOST
+
+CID = "3f4e" * 16
+POD = "6e0c2a47-cf21-4c1e-9b19-2f1d0c6a7e51"
+
+
+@pytest.mark.parametrize(("path", "runtime", "pod"), [
+    (f"/system.slice/docker-{CID}.scope", "docker", None),
+    (f"/docker/{CID}", "docker", None),
+    (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD.replace('-', '_')}.slice/"
+     f"cri-containerd-{CID}.scope", "containerd", POD),
+    (f"/kubepods/besteffort/pod{POD}/{CID}", "containerd", POD),
+    (f"/machine.slice/libpod-{CID}.scope", "podman", None),
+    (f"/kubepods.slice/kubepods-pod{POD.replace('-', '_')}.slice/crio-{CID}.scope", "cri-o", POD),
+    (f"/system.slice/docker-{CID}.scope/init.scope", "docker", None),     # nested below the container
+])
+def test_runtime_layouts(path: str, runtime: str, pod: str | None) -> None:
+    p = parse_cgroup_path(path)
+    assert (p.type, p.full_id, p.pod_uid) == (runtime, CID, pod)
+
+
+@pytest.mark.parametrize("path", ["/", "/process_api/677582260f899261a78ab302db3febfd",
+                                  "/user.slice/user-0.slice/session-3.scope", "/system.slice/sshd.service",
+                                  f"/machine.slice/libpod-conmon-{CID}.scope"])
+def test_host_layouts(path: str) -> None:
+    assert parse_cgroup_path(path).full_id is None
+
+
+def test_image_names() -> None:
+    assert split_image("nginx") == ("nginx", None, None)
+    assert split_image("docker.io/library/nginx:1.25") == ("docker.io/library/nginx", "1.25", None)
+    assert split_image("registry:5000/team/app:v2@sha256:ab") == ("registry:5000/team/app", "v2", "sha256:ab")
+
+
+def _tree(root: Path, rel: str) -> int:
+    d = root / rel.lstrip("/")
+    d.mkdir(parents=True)
+    return os.stat(d).st_ino
+
+
+def test_resolver_maps_ids_to_containers_by_walking(tmp_path: Path) -> None:
+    host_id = _tree(tmp_path, "/system.slice/cron.service")
+    c_id = _tree(tmp_path, f"/system.slice/docker-{CID}.scope")
+    r = ContainerResolver(root=tmp_path)
+    assert r.get(host_id) is HOST
+    c = r.get(c_id)
+    assert (c.id, c.full_id, c.type, c.name) == (CID[:12], CID, "docker", None)
+    assert r.new_containers == [c]
+    assert r.get(c_id) is c
+
+
+def test_a_vanished_cgroup_is_unknown_until_an_exec_names_it(tmp_path: Path) -> None:
+    r = ContainerResolver(root=tmp_path)
+    c = r.get(987654)
+    assert c.id == ""                                    # not known, and not guessed to be the host
+    r.hint(987654, f"system.slice/docker-{CID}.scope")
+    assert c.id == CID[:12] and r.get(987654) is c       # filled in place for every holder
+
+
+class DockerAPI(BaseHTTPRequestHandler):
+    """Answers GET /containers/<id>/json as Docker's Engine API documents it."""
+
+    docs: dict[str, Any] = {}
+
+    def do_GET(self) -> None:
+        cid = self.path.split("/")[2] if self.path.startswith("/containers/") else ""
+        doc = self.docs.get(cid)
+        body = json.dumps(doc if doc else {"message": f"No such container: {cid}"}).encode()
+        self.send_response(200 if doc else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def docker_sock(tmp_path: Path):
+    path = str(tmp_path / "docker.sock")
+    srv = UnixHTTPServer(path, DockerAPI)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield path
+    srv.shutdown()
+    srv.server_close()
+
+
+INSPECT = {
+    "Id": CID, "Name": "/web-1", "Image": "sha256:" + "ab" * 32,
+    "Config": {"Image": "docker.io/library/nginx:1.25",
+               "Labels": {"io.kubernetes.pod.name": "web-1", "io.kubernetes.pod.namespace": "shop"}},
+    "HostConfig": {"Privileged": True},
+    "State": {"StartedAt": "2024-05-01T10:00:00.123456789Z"},
+    "Mounts": [{"Source": "/var/run/docker.sock", "Destination": "/var/run/docker.sock", "Mode": "",
+                "RW": True, "Propagation": "rprivate"}],
+}
+
+
+def test_runtime_api_fills_name_image_privileged_and_mounts(tmp_path: Path, docker_sock: str) -> None:
+    DockerAPI.docs = {CID: INSPECT}
+    c_id = _tree(tmp_path / "cg", f"/system.slice/docker-{CID}.scope")
+    r = ContainerResolver([docker_sock], root=tmp_path / "cg")
+    c = r.get(c_id)
+    assert (c.name, c.image, c.image_repository, c.image_tag) == (
+        "web-1", "docker.io/library/nginx:1.25", "docker.io/library/nginx", "1.25")
+    assert c.privileged is True and c.image_digest == INSPECT["Image"]
+    assert c.mounts == [{"source": "/var/run/docker.sock", "dest": "/var/run/docker.sock", "mode": "",
+                         "rdwr": True, "propagation": "rprivate"}]
+    assert (c.pod_name, c.pod_namespace) == ("web-1", "shop")
+    assert c.start_ts == 1714557600_123456789
+
+
+def test_runtime_api_absent_or_silent_leaves_values_unknown(tmp_path: Path, docker_sock: str) -> None:
+    DockerAPI.docs = {}
+    assert RuntimeClient(docker_sock).inspect(CID) is None
+    assert RuntimeClient(str(tmp_path / "nothing.sock")).inspect(CID) is None
+    c_id = _tree(tmp_path / "cg", f"/docker/{CID}")
+    c = ContainerResolver([docker_sock], root=tmp_path / "cg").get(c_id)
+    assert c.id == CID[:12] and c.name is None and c.privileged is None

@@ -1,0 +1,44 @@
+"""sensor/capture/loader.py and compile.py: the program is built in a child; this process never
+imports bcc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensor.capture import loader, syscalls
+
+pytestmark = pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(), reason="no kernel BTF")
+
+
+def test_print_only_gives_the_final_program_and_its_offsets_without_bcc_here() -> None:
+    chosen, _ = syscalls.select(frozenset({"openat", "connect"}))
+    probe = loader.load(chosen, ringbuf_bytes=1 << 20, self_tgid=os.getpid(), print_only=True)
+    assert probe.text is not None
+    assert "struct rec_syscall {" in probe.text and "int sys_exit(void *ctx)" in probe.text
+    flags = dict(f[2:].split("=", 1) for f in probe.cflags)
+    assert int(flags["RINGBUF_PAGES"]) == (1 << 20) // loader.PAGE
+    assert int(flags["OFF_TASK_TGID"]) > 0 and int(flags["SIZEOF_UPID"]) == 16
+
+
+@pytest.mark.ebpf
+def test_the_loading_process_never_imports_bcc_and_holds_the_attachments() -> None:
+    # In a fresh interpreter: the test runner itself has imported bcc to check for eBPF.
+    code = ("import os, sys\nfrom sensor.capture import loader, syscalls\n"
+            "p = loader.load(syscalls.select({'openat'})[0], ringbuf_bytes=1 << 20, self_tgid=os.getpid())\n"
+            "print('bcc' in sys.modules, sorted(p.maps), len(p.attach_fds), sorted(p.counters()))\n"
+            "p.close()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    bcc_loaded, rest = out.stdout.strip().split(" ", 1)
+    assert bcc_loaded == "False"
+    assert "'events'" in rest and "'drops'" in rest
+
+
+@pytest.mark.parametrize("size", [1000, 3 * 4096])
+def test_ring_buffer_size_must_be_a_power_of_two_pages(size: int) -> None:
+    with pytest.raises(loader.LoadError, match="power of two"):
+        loader.load([], ringbuf_bytes=size, self_tgid=0)
