@@ -378,6 +378,7 @@ class Sensor:
         self.reloads = 0
         self.reload_failures = 0
         self.hostname = ""
+        self.log_handler: Any = None
         self._drops_reported: dict[str, int] = {}
         self._drops_last_alert: dict[str, float] = {}
         self._next_metrics = 0.0
@@ -394,6 +395,9 @@ class Sensor:
         sources = self.make_sources(cfg, plan.ruleset)
         self.outputs = outputs_mod.build(cfg, stdout=self.stdout, serializer=self.serializer)
         try:
+            from sensor.outputs import fluentlog
+
+            self.log_handler = fluentlog.attach(cfg, self.hostname)
             self.response = self._build_response(cfg)
             self.webserver = self._build_webserver(cfg)
         except BaseException:
@@ -460,6 +464,11 @@ class Sensor:
             self.webserver = None
         if self.outputs is not None:
             self.outputs.close()
+        if self.log_handler is not None:
+            from sensor.outputs import fluentlog
+
+            fluentlog.detach(self.log_handler)
+            self.log_handler = None
 
     def healthy(self) -> bool:
         """The engine loop went round in the last 10 seconds."""

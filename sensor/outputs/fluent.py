@@ -46,6 +46,11 @@ CONFIG_KEYS: tuple[Key, ...] = (
     Key("fluent_output.ack_timeout", str, "60s",
         "How long to wait for a chunk's ack before sending it again on a new connection.",
         check=parse_duration),
+    Key("fluent_output.log_tag", str, "falconet.log",
+        "Tag under which the sensor's own log goes to Fluentd (DESIGN.md names on the wire); "
+        "empty: the log is not sent."),
+    Key("fluent_output.log_level", str, "info", "Lowest level of the sensor's log sent to Fluentd.",
+        choices=("debug", "info", "warning", "error", "critical")),
     *spool_keys("fluent_output", True, "1GiB"),
 )
 
@@ -91,29 +96,39 @@ def default_serializer() -> Callable[[Alert], dict[str, Any]]:
     return to_ecs
 
 
-def from_config(cfg: Any, ctx: Any) -> tuple[FluentTransport, Any] | None:
-    if not cfg.get("fluent_output.enabled"):
-        return None
-    tls = None
-    if cfg.get("fluent_output.tls.enabled"):
-        try:
-            tls = tls_context(insecure=not cfg.get("fluent_output.tls.verify"),
-                              ca_cert=cfg.get("fluent_output.tls.ca_cert"),
-                              client_cert=cfg.get("fluent_output.tls.client_cert"),
-                              client_key=cfg.get("fluent_output.tls.client_key"))
-        except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"fluent_output.tls files (ca_cert {cfg.get('fluent_output.tls.ca_cert')!r}, "
-                              f"client_cert {cfg.get('fluent_output.tls.client_cert')!r}): {e}") from e
-    if cfg.get("fluent_output.batch_size") < 1:
-        raise ConfigError(f"{cfg.origin('fluent_output.batch_size')}: 'fluent_output.batch_size' must be "
-                          f"at least 1")
-    conn = ForwardConnection(
+def connection(cfg: Any, hostname: str, tls: ssl.SSLContext | None) -> ForwardConnection:
+    """A forward connection to the configured Fluentd (alerts and the sensor's log share it)."""
+    return ForwardConnection(
         cfg.get("fluent_output.host"), cfg.get("fluent_output.port"), tls=tls,
         server_name=cfg.get("fluent_output.tls.server_name"), shared_key=cfg.get("fluent_output.shared_key"),
-        self_hostname=cfg.get("fluent_output.self_hostname") or ctx.hostname,
+        self_hostname=cfg.get("fluent_output.self_hostname") or hostname,
         username=cfg.get("fluent_output.username"), password=cfg.get("fluent_output.password"),
         connect_timeout=cfg.duration("fluent_output.connect_timeout"),
         ack_timeout=cfg.duration("fluent_output.ack_timeout"))
+
+
+def tls_from_config(cfg: Any) -> ssl.SSLContext | None:
+    """The TLS context of fluent_output.tls.*, or None when TLS is off."""
+    if not cfg.get("fluent_output.tls.enabled"):
+        return None
+    try:
+        return tls_context(insecure=not cfg.get("fluent_output.tls.verify"),
+                           ca_cert=cfg.get("fluent_output.tls.ca_cert"),
+                           client_cert=cfg.get("fluent_output.tls.client_cert"),
+                           client_key=cfg.get("fluent_output.tls.client_key"))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"fluent_output.tls files (ca_cert {cfg.get('fluent_output.tls.ca_cert')!r}, "
+                          f"client_cert {cfg.get('fluent_output.tls.client_cert')!r}): {e}") from e
+
+
+def from_config(cfg: Any, ctx: Any) -> tuple[FluentTransport, Any] | None:
+    if not cfg.get("fluent_output.enabled"):
+        return None
+    tls = tls_from_config(cfg)
+    if cfg.get("fluent_output.batch_size") < 1:
+        raise ConfigError(f"{cfg.origin('fluent_output.batch_size')}: 'fluent_output.batch_size' must be "
+                          f"at least 1")
+    conn = connection(cfg, ctx.hostname, tls)
     serializer = ctx.serializer or default_serializer()
     return (FluentTransport(conn, cfg.get("fluent_output.tag"), cfg.get("fluent_output.compress") == "gzip"),
             ecs_encoder(serializer))

@@ -56,6 +56,11 @@ def audit_id(record: dict[str, Any]) -> str:
     return record["falco"]["output_fields"]["ka.auditid"]
 
 
+def alerts(rx: ForwardReceiver) -> list[Any]:
+    """What arrived under the alerts tag (the sensor's own log arrives too, as falconet.log)."""
+    return [r for r in rx.received if r.tag == "falconet.alerts"]
+
+
 class Sensor:
     """`falconet run` as a subprocess."""
 
@@ -146,13 +151,13 @@ def test_every_alert_arrives_through_fluentd_restarts_and_a_sensor_sigkill(tmp_p
                 time.sleep(0.05)
 
     def arrived() -> set[str]:
-        return {audit_id(r) for r in rx.records()}
+        return {audit_id(r.record) for r in alerts(rx)}
 
     feeding = threading.Thread(target=writer, daemon=True)
     try:
         first.start(tmp_path / "sensor-1.log")
         feeding.start()
-        wait(lambda: len(rx.received) >= 1000, 60, "the first 1,000 alerts")
+        wait(lambda: len(alerts(rx)) >= 1000, 60, "the first 1,000 alerts")
         rx.stop()                                        # Fluentd down (1) ...
         time.sleep(0.7)
         rx.start()                                       # ... and back on the same port
@@ -179,7 +184,9 @@ def test_every_alert_arrives_through_fluentd_restarts_and_a_sensor_sigkill(tmp_p
         second.kill()
         rx.stop()
 
-    received = rx.received
+    received = alerts(rx)
+    # The sensor's own log came the same way, under its own tag.
+    assert any(r.tag == "falconet.log" and r.record["event"]["dataset"] == "falconet.log" for r in rx.received)
     assert rx.errors == []
     assert arrived() == {f"audit-{i:05d}" for i in range(total)}
     ids = [r.record["event"]["id"] for r in received]
@@ -266,12 +273,12 @@ def test_a_long_outage_grows_the_spool_on_disk_not_the_memory(tmp_path: Path) ->
         # when measured: allocator noise, not alerts).
         assert late - early < 8 * 1024, (early, late, spooled)
         rx.start()                                          # Fluentd is back: the spool drains
-        wait(lambda: len(rx.received) >= total, 120, "delivery of the spooled alerts")
+        wait(lambda: len(alerts(rx)) >= total, 120, "delivery of the spooled alerts")
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(60) == 0
     finally:
         sensor.kill()
         rx.stop()
-    assert len({r.record["event"]["id"] for r in rx.received}) == total
+    assert len({r.record["event"]["id"] for r in alerts(rx)}) == total
     assert list(spool_dir.glob("*.seg")) == []
     assert os.path.exists(spool_dir / "cursor")
