@@ -61,7 +61,7 @@ class Capture:
         """Syscalls the rules need that have no tracepoint here (served by raw sys_enter)."""
         if self.probe is None:
             return []
-        return [s.name for s in self.selected if f"syscalls:sys_enter_{s.tracepoint}" not in self.probe.attached]
+        return [s.name for s in self.selected if f"syscalls:sys_exit_{s.tracepoint}" not in self.probe.attached]
 
     def start(self) -> None:
         """Attach the probe, read /proc, and start reading. Raises loader.LoadError."""

@@ -42,3 +42,15 @@ def test_the_loading_process_never_imports_bcc_and_holds_the_attachments() -> No
 def test_ring_buffer_size_must_be_a_power_of_two_pages(size: int) -> None:
     with pytest.raises(loader.LoadError, match="power of two"):
         loader.load([], ringbuf_bytes=size, self_tgid=0)
+
+
+def test_only_syscalls_without_an_exit_tracepoint_are_reported_as_raw() -> None:
+    # The start-up log names the syscalls served by raw sys_enter; the probe attaches sys_exit_*.
+    from types import SimpleNamespace
+
+    from sensor.capture.session import Capture, CaptureOptions
+
+    cap = Capture(CaptureOptions(event_types=frozenset({"openat", "init_module"}), emit=lambda ev: None))
+    attached = [f"syscalls:sys_exit_{s.tracepoint}" for s in cap.selected if s.name != "init_module"]
+    cap.probe = SimpleNamespace(attached=attached)  # type: ignore[assignment]
+    assert cap.raw_syscalls == ["init_module"]
