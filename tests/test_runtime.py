@@ -321,7 +321,7 @@ def test_run_exit_codes(tmp_path: Path, rules_file: Path) -> None:
 def test_webserver_tls_and_unhealthy(tmp_path: Path) -> None:
     import ssl
 
-    from outputs.tls_certs import make_tls_files
+    from fakes.tls import make_tls_files
 
     from sensor.webserver import WebServer
 

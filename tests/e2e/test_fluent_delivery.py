@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 import pytest
 from fakes.forward import EventTime, ForwardReceiver
-from outputs.tls_certs import make_tls_files
+from fakes.tls import make_tls_files
 
 from sensor.outputs.spool import DiskSpool
 

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.tls import TlsFiles, make_tls_files
 
 from sensor.event import Alert
-
-from .tls_certs import TlsFiles, make_tls_files
 
 # 2024-03-01T12:34:56.123456789Z
 T0 = 1_709_296_496_123_456_789

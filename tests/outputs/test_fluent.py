@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from fakes.forward import EventTime, ForwardReceiver
+from fakes.tls import TlsFiles
 
 from sensor import outputs
 from sensor.ecs import to_ecs
 
 from .conftest import T0, load_cfg, make_alert, wait_until
-from .tls_certs import TlsFiles
 
 
 def fluent(tmp_path: Path, port: int, *overrides: str) -> Any:

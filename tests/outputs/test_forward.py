@@ -14,12 +14,11 @@ from typing import Any
 import msgpack
 import pytest
 from fakes.forward import EventTime, ForwardReceiver
+from fakes.tls import TlsFiles
 from fluent.sender import EventTime as FluentEventTime
 from fluent.sender import FluentSender
 
 from sensor.outputs.forward import ForwardConnection, ForwardError, pack_entry, shared_key_digest
-
-from .tls_certs import TlsFiles
 
 
 @pytest.fixture

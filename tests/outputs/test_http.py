@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.tls import TlsFiles
 
 from sensor import __version__, outputs
 from sensor.errors import ConfigError
 
 from .conftest import JSON_5, TEXT_5_ISO, load_cfg, make_alert, wait_until
 from .http_collector import Collector
-from .tls_certs import TlsFiles
 
 
 @pytest.fixture

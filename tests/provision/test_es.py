@@ -239,7 +239,7 @@ def test_a_refused_put_names_the_call_and_the_file(es, capsys, monkeypatch):
 def test_https_with_the_ca_that_signed_the_server(test_ca, capsys, monkeypatch):
     with FakeElasticsearch(tls=test_ca.server_context()) as es:
         assert es.url.startswith("https://127.0.0.1:")
-        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--ca-cert", str(test_ca.ca_file),
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--ca-cert", str(test_ca.ca),
                      "--only", "ilm")
         assert r.code == 0, r.err
         assert "PUT /_ilm/policy/falconet" in es.calls()
@@ -248,14 +248,14 @@ def test_https_with_the_ca_that_signed_the_server(test_ca, capsys, monkeypatch):
 
 @pytest.mark.parametrize("which", ["none", "other"])
 def test_https_with_an_untrusted_certificate_fails_at_once(test_ca, capsys, monkeypatch, which):
-    args = ["--ca-cert", str(test_ca.other_ca_file)] if which == "other" else []
+    args = ["--ca-cert", str(test_ca.other_ca)] if which == "other" else []
     with FakeElasticsearch(tls=test_ca.server_context()) as es:
         r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, *args, "--only", "ilm",
                      "--timeout", "30")
         assert es.calls() == []      # the handshake failed: no request reached the server
     assert r.code == 4
     assert f"TLS with Elasticsearch at {es.url} failed: certificate verify failed" in r.err
-    hint = (f"is {test_ca.other_ca_file} the CA that signed the server's certificate?" if which == "other"
+    hint = (f"is {test_ca.other_ca} the CA that signed the server's certificate?" if which == "other"
             else "pass the CA that signed its certificate with --ca-cert")
     assert hint in r.err
 

@@ -178,7 +178,7 @@ def test_old_kibana_is_refused(capsys, monkeypatch):
 def test_kibana_over_https_with_the_test_ca(test_ca, capsys, monkeypatch):
     with FakeKibana(tls=test_ca.server_context()) as kibana:
         r = falconet(capsys, monkeypatch, "provision", "--kibana-url", kibana.url, *DASH,
-                     "--ca-cert", str(test_ca.ca_file))
+                     "--ca-cert", str(test_ca.ca))
         assert r.code == 0, r.err
     with FakeKibana(tls=test_ca.server_context()) as kibana:
         r = falconet(capsys, monkeypatch, "provision", "--kibana-url", kibana.url, *DASH, "--timeout", "30")

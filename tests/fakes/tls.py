@@ -1,5 +1,5 @@
 """A throwaway CA with a server certificate for 127.0.0.1/localhost and a client certificate, for the
-TLS tests of the http and fluent channels (generated with `cryptography`, nothing leaves tmp)."""
+TLS tests (http and fluent channels, provisioning over HTTPS); made with `cryptography`, nothing leaves tmp."""
 
 from __future__ import annotations
 
