@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socketserver
-import threading
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fakes.docker_api import FakeDockerAPI
 
 from sensor.capture.containers import (
     ContainerResolver,
@@ -77,37 +73,10 @@ def test_a_vanished_cgroup_is_unknown_until_an_exec_names_it(tmp_path: Path) -> 
     assert c.id == CID[:12] and r.get(987654) is c       # filled in place for every holder
 
 
-class DockerAPI(BaseHTTPRequestHandler):
-    """Answers GET /containers/<id>/json as Docker's Engine API documents it."""
-
-    docs: dict[str, Any] = {}
-
-    def do_GET(self) -> None:
-        cid = self.path.split("/")[2] if self.path.startswith("/containers/") else ""
-        doc = self.docs.get(cid)
-        body = json.dumps(doc if doc else {"message": f"No such container: {cid}"}).encode()
-        self.send_response(200 if doc else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
 @pytest.fixture
-def docker_sock(tmp_path: Path):
-    path = str(tmp_path / "docker.sock")
-    srv = UnixHTTPServer(path, DockerAPI)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield path
-    srv.shutdown()
-    srv.server_close()
+def docker_api(tmp_path: Path):
+    with FakeDockerAPI(str(tmp_path / "docker.sock")) as api:
+        yield api
 
 
 INSPECT = {
@@ -121,8 +90,9 @@ INSPECT = {
 }
 
 
-def test_runtime_api_fills_name_image_privileged_and_mounts(tmp_path: Path, docker_sock: str) -> None:
-    DockerAPI.docs = {CID: INSPECT}
+def test_runtime_api_fills_name_image_privileged_and_mounts(tmp_path: Path, docker_api: FakeDockerAPI) -> None:
+    docker_api.docs[CID] = INSPECT
+    docker_sock = docker_api.path
     c_id = _tree(tmp_path / "cg", f"/system.slice/docker-{CID}.scope")
     r = ContainerResolver([docker_sock], root=tmp_path / "cg")
     c = r.get(c_id)
@@ -135,8 +105,8 @@ def test_runtime_api_fills_name_image_privileged_and_mounts(tmp_path: Path, dock
     assert c.start_ts == 1714557600_123456789
 
 
-def test_runtime_api_absent_or_silent_leaves_values_unknown(tmp_path: Path, docker_sock: str) -> None:
-    DockerAPI.docs = {}
+def test_runtime_api_absent_or_silent_leaves_values_unknown(tmp_path: Path, docker_api: FakeDockerAPI) -> None:
+    docker_sock = docker_api.path
     assert RuntimeClient(docker_sock).inspect(CID) is None
     assert RuntimeClient(str(tmp_path / "nothing.sock")).inspect(CID) is None
     c_id = _tree(tmp_path / "cg", f"/docker/{CID}")

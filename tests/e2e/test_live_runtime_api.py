@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socketserver
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fakes.docker_api import FakeDockerAPI
 
 pytestmark = pytest.mark.ebpf
 
@@ -29,33 +27,12 @@ FALCONET = str(Path(sys.executable).with_name("falconet"))
 BUNDLED = ROOT / "rules" / "falconet_rules.yaml"
 
 
-class DockerAPI(BaseHTTPRequestHandler):
-    docs: dict[str, Any] = {}
-
-    def do_GET(self) -> None:
-        cid = self.path.split("/")[2] if self.path.startswith("/containers/") else ""
-        doc = self.docs.get(cid)
-        body = json.dumps(doc or {"message": f"No such container: {cid}"}).encode()
-        self.send_response(200 if doc else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
 def test_privileged_container_with_the_docker_socket_mounted(tmp_path: Path) -> None:
     from sensor.commands.generate import FakeContainer
 
     c = FakeContainer("docker")            # a real cgroup v2 directory with Docker's layout
     cid = c.full_id
-    DockerAPI.docs = {cid: {
+    docs = {cid: {
         "Id": cid, "Name": "/falconet-e2e", "Image": "sha256:" + "cd" * 32,
         "Config": {"Image": "docker.io/library/alpine:3.20", "Labels": {}},
         "HostConfig": {"Privileged": True},
@@ -64,8 +41,7 @@ def test_privileged_container_with_the_docker_socket_mounted(tmp_path: Path) -> 
                     "RW": True, "Propagation": "rprivate"}],
     }}
     sock = tmp_path / "docker.sock"
-    server = Server(str(sock), DockerAPI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = FakeDockerAPI(str(sock), docs).start()
     probe = tmp_path / "probe"
     probe.write_text("x")
     ready = tmp_path / "ready.yaml"
@@ -99,8 +75,7 @@ def test_privileged_container_with_the_docker_socket_mounted(tmp_path: Path) -> 
     finally:
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=60)
-        server.shutdown()
-        server.server_close()
+        server.stop()
         c.remove()
     alerts = {a["rule"]: a for a in map(json.loads, (line for line in lines if line.startswith("{")))
               if a["rule"] in ("Privileged container started", "Container with sensitive mount started")}
