@@ -138,8 +138,9 @@ class Connections:
                 for conn in self._conns.values():
                     if conn.deadline <= now:
                         conn.deadline = float("inf")     # once is enough
-                        self._shutdown(conn.sock)
+                        # counted first: whoever sees the connection end then sees the count
                         self._on_timeout()
+                        self._shutdown(conn.sock)
 
     def close_all(self) -> None:
         self._stop.set()
