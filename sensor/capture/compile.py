@@ -22,7 +22,7 @@ from sensor.capture import layout, offsets
 from sensor.capture.btf import BTF, BTFError
 
 # Maps the parent needs, in the order their fds are sent.
-MAPS = ("events", "counters", "config", "specs", "known_fds", "open_filter")
+MAPS = ("events", "counters", "config", "specs", "known_fds", "open_filter", "open_first2")
 
 
 def program_text() -> str:
@@ -84,8 +84,8 @@ def _run(req: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
     attach("raw", "sched_process_fork", "on_fork")
     attach("raw", "sched_process_exec", "on_exec")
     attach("tp", "sched:sched_process_exit", "on_exit_proc")
-    for tp in req["tracepoints"]:
-        attach("tp", f"syscalls:sys_exit_{tp}", "sys_exit")
+    for tp, fn in req["tracepoints"]:
+        attach("tp", f"syscalls:sys_exit_{tp}", fn)
     if req.get("raw_nrs"):
         attach("raw", "sys_enter", "raw_sys_enter")
     reply = {"ok": True, "maps": list(MAPS), "attached": attached, "failed": failed,

@@ -81,6 +81,8 @@ class Probe:
                     total |= oclasses
             key = struct.pack("<I", len(data) * 8) + data.ljust(MAX_PREFIX, b"\0")
             bpfsys.update(fd, key, bytes([total]))
+        for c1, row in enumerate(first_two_table(keys)):
+            bpfsys.update(self.maps["open_first2"], struct.pack("<I", c1), struct.pack("<16Q", *row))
         self.set_config(CFG_OPEN_FILTER, 1)
 
     def close_attachments(self) -> None:
@@ -103,10 +105,40 @@ class Probe:
         self.maps = {}
 
 
+def first_two_table(keys: list[tuple[bytes, int]]) -> list[list[int]]:
+    """The probe's `open_first2` rows: for each first character after the '/', one 256-bit set of
+    second characters per access class (4 words each), set wherever some trie key could match.
+
+    A key of one byte ("/", a prefix) can match any path; a key of two ("/x" prefix, or "/" exact
+    with its NUL) any path with that first character; a longer key only paths that begin with its
+    own first two characters.
+    """
+    rows = [[0] * 16 for _ in range(256)]
+    every = (1 << 64) - 1
+    for data, classes in keys:
+        firsts = range(256) if len(data) < 2 else (data[1],)
+        for cls in range(4):
+            if not (classes >> cls) & 1:
+                continue
+            for c1 in firsts:
+                if len(data) < 3:
+                    rows[c1][cls * 4:cls * 4 + 4] = [every] * 4
+                else:
+                    rows[c1][cls * 4 + (data[2] >> 6)] |= 1 << (data[2] & 63)
+    return rows
+
+
 def has_tracepoint(tp: str) -> bool:
-    """Whether this kernel has the syscalls:sys_exit_<tp> tracepoint."""
-    return any(Path(root, "events", "syscalls", f"sys_exit_{tp}").is_dir()
-               for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"))
+    """Whether this kernel has the syscalls:sys_exit_<tp> tracepoint.
+
+    Where tracefs cannot be read (not root) the answer is yes: attaching, which needs root
+    anyway, is where the missing privilege is reported.
+    """
+    try:
+        return any(Path(root, "events", "syscalls", f"sys_exit_{tp}").is_dir()
+                   for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"))
+    except PermissionError:
+        return True
 
 
 def _tail(f: object, limit: int = 6000) -> str:
@@ -144,7 +176,8 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
     for sc in selected:
         has_tp = has_tracepoint(sc.tracepoint)
         if has_tp:
-            tracepoints.append(sc.tracepoint)
+            # close gets its own program, which asks known_fds before anything else
+            tracepoints.append([sc.tracepoint, "sys_exit_closes_fd" if sc.closes_fd else "sys_exit"])
         else:
             raw_needed.append(sc.name)
         specs.append([sc.nr, sc.kernel_spec(True, not has_tp).hex()])

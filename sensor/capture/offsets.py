@@ -37,6 +37,7 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_CRED_CAP_PERMITTED": ("cred", "cap_permitted"),
     "OFF_CRED_CAP_EFFECTIVE": ("cred", "cap_effective"),
     "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FILES_FD_ARRAY": ("files_struct", "fd_array"),
     "OFF_FDT_FD": ("fdtable", "fd"),
     "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
     "OFF_FILE_PRIVATE": ("file", "private_data"),

@@ -98,6 +98,13 @@ BPF_ARRAY(config, u64, CFG_MAX);
 BPF_ARRAY(specs, struct spec, NR_MAX);
 BPF_TABLE("lru_hash", u64, u8, known_fds, KNOWN_FDS_MAX);
 BPF_LPM_TRIE(open_filter, struct lpm_key, u8, OPEN_FILTER_MAX);
+// The trie's answer, coarsened to a path's first two characters after the '/': indexed by the
+// first, one bit per second character and access class. A clear bit means no trie entry can
+// match, and costs an inlined array lookup where the trie walk costs a helper call.
+struct first2 {
+    u64 bits[4][4];             // [flags & O_ACCMODE][second character / 64]
+};
+BPF_ARRAY(open_first2, struct first2, 256);
 BPF_PERCPU_ARRAY(sc_scratch, struct syscall_buf, 1);
 BPF_PERCPU_ARRAY(ex_scratch, struct exec_buf, 1);
 BPF_PERCPU_ARRAY(key_scratch, struct lpm_key, 1);
@@ -182,11 +189,47 @@ static __always_inline void *fd_file(s64 fd) {
     u32 max_fds = *(u32 *)(fdt + OFF_FDT_MAX_FDS);
     if ((u64)fd >= max_fds)
         return 0;
-    void **fdarray = kread_ptr(fdt, OFF_FDT_FD);
+    void **fdarray = *(void ***)(fdt + OFF_FDT_FD);    // a scalar to the verifier: read through below
     void *file = 0;
     if (fdarray)
         bpf_probe_read_kernel(&file, sizeof(file), &fdarray[fd]);
     return file;
+}
+
+// The type bits of the inode behind fd `fd` (the current task's), or 0. While a process has
+// at most 64 descriptors the kernel keeps them in files_struct.fd_array; that slot is picked by
+// a six-level branch on the fd's bits, so every load has a constant BTF offset and the verifier
+// lets the chain task->files->fd_array[fd]->f_inode->i_mode be direct loads, where fd_file()
+// pays three bpf_probe_read_kernel calls.
+#define FDA(i) (*(char **)(files + OFF_FILES_FD_ARRAY + (i) * 8))
+#define FDA2(i) ((fd & 1) ? FDA((i) + 1) : FDA(i))
+#define FDA4(i) ((fd & 2) ? FDA2((i) + 2) : FDA2(i))
+#define FDA8(i) ((fd & 4) ? FDA4((i) + 4) : FDA4(i))
+#define FDA16(i) ((fd & 8) ? FDA8((i) + 8) : FDA8(i))
+#define FDA32(i) ((fd & 16) ? FDA16((i) + 16) : FDA16(i))
+#define FDA64() ((fd & 32) ? FDA32(32) : FDA32(0))
+static __always_inline u16 fd_imode(s64 fd) {
+    if (fd < 0)
+        return 0;
+    char *task = (char *)bpf_get_current_task_btf();
+    char *files = *(char **)(task + OFF_TASK_FILES);
+    if (!files)
+        return 0;
+    char *fdt = *(char **)(files + OFF_FILES_FDT);
+    if (!fdt)
+        return 0;
+    u32 max_fds = *(u32 *)(fdt + OFF_FDT_MAX_FDS);
+    if ((u64)fd >= max_fds)
+        return 0;
+    if (max_fds > 64)           // the table has grown out of files_struct
+        return kread_u16(kread_ptr(fd_file(fd), OFF_FILE_INODE), OFF_INODE_MODE);
+    char *file = FDA64();
+    if (!file)
+        return 0;
+    char *inode = *(char **)(file + OFF_FILE_INODE);
+    if (!inode)
+        return 0;
+    return *(u16 *)(inode + OFF_INODE_MODE);
 }
 
 static __always_inline void fill_file(struct rec_syscall *r, void *file) {
@@ -245,34 +288,62 @@ static __always_inline int saved_args(u64 *a) {
     return 0;
 }
 
-// Is there any reason to send this open? Only when the path is absolute and already lexically
-// normal (no "/." and no "//"), so that the path the process passed is the path a rule sees,
-// is the open_filter trie asked; its value holds the access classes some rule wants.
-static __always_inline int open_wanted(const u8 *path, u32 len, u64 flags) {
-    if (len < 2 || path[0] != '/')
-        return 1;
-    u32 n = len - 1;                                 // without the NUL
-    if (n > MAX_PREFIX - 2)
-        return 1;
+// Is there any reason to send this open? The path is read straight into the open_filter trie's
+// key. An open is dropped only when the path is absolute and lexically normal (no "." or ".."
+// component, no "//", no trailing '/'), so that the path the process passed is the path a rule
+// sees, and the trie (whose value holds the access classes some rule wants) does not want it.
+// Directories are always sent: they become cwds and dirfds that later relative paths resolve
+// against.
+static __always_inline int open_wanted(const u64 *args, const struct spec *sp, s64 ret) {
     u32 zero = 0;
     struct lpm_key *k = key_scratch.lookup(&zero);
     if (!k)
         return 1;
+    long n = bpf_probe_read_user_str(k->path, MAX_PREFIX, (void *)args[sp->str[0] & 7]);
+    // n counts the NUL; the loop below looks up to three bytes past a '/', so paths of at most
+    // MAX_PREFIX - 4 characters are judged here.
+    if (n < 2 || n > MAX_PREFIX - 3 || k->path[0] != '/')
+        return 1;                       // unreadable, relative, or too long to decide here
+    u64 flags = args[sp->flags_arg & 7];
+    if (sp->addrmode == ADDR_FIXED) {          // openat2: flags live in struct open_how
+        flags = 0;
+        bpf_probe_read_user(&flags, sizeof(flags), (void *)args[sp->addr & 7]);
+    }
+    if (flags & 0200000)                       // O_DIRECTORY
+        return 1;
     // The key includes the NUL so that an exact name (prefixlen covering its NUL) matches only
     // itself, while a directory prefix ("/etc/") matches everything below it.
-    bpf_probe_read_kernel(k->path, BOUND(n + 1, MAX_PREFIX - 1), path);
-    k->path[BOUND(n, MAX_PREFIX - 1)] = 0;
-    k->prefixlen = (n + 1) * 8;
-    u8 *classes = open_filter.lookup(k);
-    if (classes && ((*classes >> (flags & 3)) & 1))
-        return 1;
-    // Not wanted as written; dropped only if written is how the rules will see it.
-#pragma unroll
-    for (int i = 1; i < MAX_PREFIX - 1; i++) {
-        if (i < n && k->path[i - 1] == '/' && (k->path[i] == '.' || k->path[i] == '/'))
+    u32 c1 = k->path[1];
+    u32 c2 = k->path[2];
+    struct first2 *f2 = open_first2.lookup(&c1);
+    if (!f2 || ((f2->bits[flags & 3][(c2 >> 6) & 3] >> (c2 & 63)) & 1)) {
+        k->prefixlen = n * 8;
+        u8 *classes = open_filter.lookup(k);
+        if (classes && ((*classes >> (flags & 3)) & 1))
             return 1;
     }
-    return 0;
+    // Not wanted as written; dropped only if written is how the rules will see it. The loop
+    // stops at the NUL, so its cost follows the path's length.
+    u8 *p = k->path;
+#pragma unroll
+    for (int i = 0; i < MAX_PREFIX - 4; i++) {
+        if (p[i] == 0)
+            break;
+        if (p[i] != '/')
+            continue;
+        u8 c1 = p[i + 1];
+        if (c1 == '/' || (c1 == 0 && i > 0))           // "//", or a trailing '/'
+            return 1;
+        if (c1 == '.') {
+            u8 c2 = p[i + 2];
+            if (c2 == '/' || c2 == 0 || (c2 == '.' && (p[i + 3] == '/' || p[i + 3] == 0)))
+                return 1;
+        }
+    }
+    // Only a successful read-only open can be of a directory (writing one fails with EISDIR).
+    if (ret < 0 || (flags & 3) || (flags & 0100))      // O_ACCMODE, O_CREAT
+        return 0;
+    return (fd_imode(ret) & 0170000) == 0040000;
 }
 
 static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
@@ -310,8 +381,13 @@ static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
         return 0;
     struct rec_syscall *r = &b->rec;
 
-    // The first string, then the open filter, before anything else is spent on the record:
-    // filtered opens are the hot path of a busy host.
+    // The open filter first, before anything is spent on the record: filtered opens are the hot
+    // path of a busy host.
+    if (sp->open_filter && sp->flags_arg < 6 && sp->str[0] < 6 && cfg(CFG_OPEN_FILTER)
+        && !open_wanted(args, sp, ret)) {
+        count(C_FILTERED);
+        return 0;
+    }
     u32 xflags = 0;
     u32 off = 0;
     u8 idx = sp->str[0];
@@ -329,25 +405,6 @@ static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
         off = n;
     }
     void *file = 0;
-    if (sp->open_filter && sp->flags_arg < 6 && !(xflags & X_STR_FAULT) && cfg(CFG_OPEN_FILTER)) {
-        u64 flags = args[sp->flags_arg & 7];
-        if (sp->addrmode == ADDR_FIXED) {          // openat2: flags live in struct open_how
-            flags = 0;
-            bpf_probe_read_user(&flags, sizeof(flags), (void *)args[sp->addr & 7]);
-        }
-        if (!(flags & 0200000) && !open_wanted(b->tail, off, flags)) {
-            // Directories stay whatever the rules say: they are cwds and dirfds later.
-            u16 imode = 0;
-            if (ret >= 0) {
-                file = fd_file(ret);
-                imode = kread_u16(kread_ptr(file, OFF_FILE_INODE), OFF_INODE_MODE);
-            }
-            if ((imode & 0170000) != 0040000) {
-                count(C_FILTERED);
-                return 0;
-            }
-        }
-    }
 
     fill_header(r, K_SYSCALL, nr);
     r->res = ret;
@@ -447,6 +504,21 @@ static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
         known_fds.update(&key, &one);
     }
     return 0;
+}
+
+// close: the hottest base-set syscall, and nearly always of a descriptor nobody was told about
+// (its open was filtered). That test comes first and needs only the fd; the sensor's own closes
+// fail it too, since its own opens are never sent.
+int sys_exit_closes_fd(void *ctx) {
+    char *regs = (char *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
+    if (!regs)
+        return 0;
+    u64 key = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (u32)*(u64 *)(regs + OFF_REGS_DI);
+    if (!known_fds.lookup(&key)) {
+        count(C_FILTERED);
+        return 0;
+    }
+    return on_exit(*(int *)(ctx + 8), *(long *)(ctx + 16), 0);
 }
 
 // Per-syscall tracepoints: one program each side, attached to every syscall the rules need.

@@ -50,7 +50,43 @@ def test_only_syscalls_without_an_exit_tracepoint_are_reported_as_raw() -> None:
 
     from sensor.capture.session import Capture, CaptureOptions
 
-    cap = Capture(CaptureOptions(event_types=frozenset({"openat", "init_module"}), emit=lambda ev: None))
+    cap = Capture(CaptureOptions(event_types=frozenset({"openat", "init_module"}), emit=lambda ev: None,
+                                 raw_hook=True))
     attached = [f"syscalls:sys_exit_{s.tracepoint}" for s in cap.selected if s.name != "init_module"]
     cap.probe = SimpleNamespace(attached=attached)  # type: ignore[assignment]
     assert cap.raw_syscalls == ["init_module"]
+
+
+def test_by_default_syscalls_without_a_tracepoint_are_skipped_not_hooked() -> None:
+    # This kernel has no module support (no sys_exit_init_module): by default nothing goes
+    # through raw sys_enter, whose cost every syscall would pay.
+    from sensor.capture.session import Capture, CaptureOptions
+
+    assert not loader.has_tracepoint("init_module")
+    cap = Capture(CaptureOptions(event_types=frozenset({"openat", "init_module"}), emit=lambda ev: None))
+    assert cap.skipped == ["init_module"]
+    assert [s.name for s in cap.selected if s.name in ("openat", "init_module")] == ["openat"]
+
+
+def test_the_first_two_characters_table_never_hides_a_trie_match() -> None:
+    # The probe skips the trie when a path's first two characters (after '/') have no bit for its
+    # access class; that must never skip a path some key matches.
+    entries = {(b"/", True): 2, (b"/etc/shadow", False): 1, (b"/root/.ssh/", True): 1,
+               (b"/x", True): 4, (b"/", False): 1, (b"/ab", False): 1}
+    keys = [(p if prefix else p + b"\0", c) for (p, prefix), c in entries.items()]
+    rows = loader.first_two_table(keys)
+
+    def bit(path: bytes, cls: int) -> bool:
+        c1, c2 = path[1], path[2] if len(path) > 2 else 0
+        return bool(rows[c1][cls * 4 + (c2 >> 6)] >> (c2 & 63) & 1)
+
+    paths = [b"/etc/shadow", b"/etc/passwd", b"/root/.ssh/id_rsa", b"/x", b"/xy/z", b"/", b"/ab", b"/abc",
+             b"/tmp/file", b"/e", b"/r"]
+    for path in paths:
+        key = path + b"\0"
+        for cls in range(4):
+            matched = any(key.startswith(k) and c >> cls & 1 for k, c in keys)
+            assert not matched or bit(key, cls), (path, cls)
+    # and it is a filter at all: reads of /tmp and /etc/passwd's neighbours need no trie walk
+    assert not bit(b"/tmp/file\0", 0) and not bit(b"/usr/lib\0", 0)
+    assert bit(b"/tmp/file\0", 1)                      # every write is wanted ("/" prefix, class 1)

@@ -53,7 +53,9 @@ RULES = """
 
 def kernel_wants(entries: dict[tuple[bytes, bool], int], path: str, flags: int) -> bool:
     """What the probe decides: the classes of every entry that is a prefix of the path (with its NUL)."""
-    if not path.startswith("/") or "/." in path or "//" in path:
+    parts = path.split("/")
+    if not path.startswith("/") or "//" in path or (path.endswith("/") and path != "/") \
+            or any(p in (".", "..") for p in parts):
         return True
     key = path.encode() + b"\0"
     classes = 0
