@@ -8,11 +8,12 @@ built once from the parameter table of sensor/capture/syscalls.py.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Callable
 
 from sensor.capture import argcode, render
-from sensor.capture.layout import K_EXEC, K_EXIT, K_FORK, K_SYSCALL, LAYOUTS, X_EXE_MEMFD, X_HAVE_SOCK
+from sensor.capture.layout import K_EXEC, K_EXIT, K_FORK, K_SYSCALL, LAYOUTS, X_EXE_MEMFD, X_HAVE_FILE, X_HAVE_SOCK
 from sensor.capture.procstate import ProcessTable, exe_writable, fd_type_of_mode, resolve_path
 from sensor.capture.syscalls import BY_NR, Syscall
 from sensor.event import Fd, Process, SyscallEvent
@@ -301,7 +302,7 @@ class Decoder:
         c.fd = f
 
     def _dup(self, sc: Syscall, c: Ctx, t: tuple) -> None:
-        old = c.proc.fds.get(render.s32(c.a[0]))
+        old = _current_fd(c.proc, render.s32(c.a[0]), t)
         if c.res < 0 or old is None:
             c.fd = old
             return
@@ -344,7 +345,7 @@ class Decoder:
         if sc.name == "chdir":
             c.proc.cwd = resolve_path(c.proc.cwd, c.s[0])
         else:
-            f = c.proc.fds.get(render.s32(c.a[0]))
+            f = _current_fd(c.proc, render.s32(c.a[0]), t)
             c.fd = f
             if f is not None and f.name:
                 c.proc.cwd = f.name
@@ -388,7 +389,41 @@ class Decoder:
         c.fd = f
 
     def _usefd(self, sc: Syscall, c: Ctx, t: tuple) -> None:
-        c.fd = c.proc.fds.get(render.s32(c.a[0]))
+        c.fd = _current_fd(c.proc, render.s32(c.a[0]), t)
+
+
+_SOCKET_OR_PIPE = frozenset({"ipv4", "ipv6", "unix", "netlink", "pipe"})
+
+
+def _current_fd(p: Process, num: int, t: tuple) -> Fd | None:
+    """The table's entry for fd `num`, unless the kernel's view of that fd shows it is stale.
+
+    close is not captured unless a rule names it (syscalls.BASE), so after a close the number may
+    have been reused by an open the kernel filtered. The kernel read the file behind the fd for
+    this event: an entry naming another file (dev, ino), or another kind of file, is dropped, and
+    an entry with no name stands in for it.
+    """
+    f = p.fds.get(num)
+    if f is None or not t[I_XFLAGS] & X_HAVE_FILE:
+        return f
+    dev, ino, imode = t[I_DEV], t[I_INO], t[I_IMODE]
+    if f.ino is not None:
+        stale = (f.dev, f.ino) != (dev, ino)
+    else:
+        # Sockets, pipes, anonymous inodes and what /proc gave: only a socket or pipe that is now
+        # a file or directory, or the other way round, is certain to be another descriptor.
+        fmt = stat.S_IFMT(imode)
+        if fmt in (stat.S_IFREG, stat.S_IFDIR):
+            stale = f.type in _SOCKET_OR_PIPE
+        elif fmt in (stat.S_IFSOCK, stat.S_IFIFO):
+            stale = f.type in ("file", "directory", "memfd")
+        else:
+            stale = False
+    if not stale:
+        return f
+    f = Fd(num=num, type=fd_type_of_mode(imode), dev=dev, ino=ino)
+    p.fds[num] = f
+    return f
 
 
 def _copy_fd(f: Fd, num: int, flags: int) -> Fd:

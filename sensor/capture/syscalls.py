@@ -76,14 +76,16 @@ SYSCALLS: tuple[Syscall, ...] = (
             (("fd", "fd", "res"), ("name", "path", "s0"), ("mode", "oct", "a1"), *_OPEN_TAIL),
             strings=(0,), filefd=FD_RES, creates_fd=True),
     Syscall("close", 3, "close", (("res", "errno", "res"), ("fd", "fd", "a0")), closes_fd=True),
-    Syscall("dup", 32, "dup", (("res", "fd", "res"), ("oldfd", "fd", "a0")), creates_fd=True),
+    Syscall("dup", 32, "dup", (("res", "fd", "res"), ("oldfd", "fd", "a0")), filefd=FD_ARG0,
+            creates_fd=True),
     Syscall("dup2", 33, "dup2",
-            (("res", "fd", "res"), ("oldfd", "fd", "a0"), ("newfd", "fd", "a1")), creates_fd=True),
+            (("res", "fd", "res"), ("oldfd", "fd", "a0"), ("newfd", "fd", "a1")), filefd=FD_ARG0,
+            creates_fd=True),
     Syscall("dup3", 292, "dup3",
             (("res", "fd", "res"), ("oldfd", "fd", "a0"), ("newfd", "fd", "a1"),
-             ("flags", "openflags", "a2")), creates_fd=True),
+             ("flags", "openflags", "a2")), filefd=FD_ARG0, creates_fd=True),
     Syscall("chdir", 80, "chdir", (("res", "errno", "res"), ("path", "str", "s0")), strings=(0,)),
-    Syscall("fchdir", 81, "fchdir", (("res", "errno", "res"), ("fd", "fd", "a0"))),
+    Syscall("fchdir", 81, "fchdir", (("res", "errno", "res"), ("fd", "fd", "a0")), filefd=FD_ARG0),
     Syscall("unlink", 87, "unlink", (("res", "errno", "res"), ("path", "path", "s0")), strings=(0,)),
     Syscall("unlinkat", 263, "unlinkat",
             (("res", "errno", "res"), ("dirfd", "fd", "a0"), ("name", "path@a0", "s0"),
@@ -108,7 +110,7 @@ SYSCALLS: tuple[Syscall, ...] = (
             (("res", "errno", "res"), ("filename", "path", "s0"), ("mode", "modeflags", "a1")),
             strings=(0,)),
     Syscall("fchmod", 91, "fchmod",
-            (("res", "errno", "res"), ("fd", "fd", "a0"), ("mode", "modeflags", "a1"))),
+            (("res", "errno", "res"), ("fd", "fd", "a0"), ("mode", "modeflags", "a1")), filefd=FD_ARG0),
     Syscall("fchmodat", 268, "fchmodat",
             (("res", "errno", "res"), ("dirfd", "fd", "a0"), ("filename", "path@a0", "s0"),
              ("mode", "modeflags", "a2")), strings=(1,)),
@@ -160,14 +162,14 @@ SYSCALLS: tuple[Syscall, ...] = (
     Syscall("setpgid", 109, "setpgid",
             (("res", "errno", "res"), ("pid", "pid", "a0"), ("pgid", "pid", "a1"))),
     Syscall("setns", 308, "setns",
-            (("res", "errno", "res"), ("fd", "fd", "a0"), ("nstype", "cloneflags", "a1"))),
+            (("res", "errno", "res"), ("fd", "fd", "a0"), ("nstype", "cloneflags", "a1")), filefd=FD_ARG0),
     Syscall("unshare", 272, "unshare", (("res", "errno", "res"), ("flags", "cloneflags", "a0"))),
     Syscall("init_module", 175, "init_module",
             (("res", "errno", "res"), ("length", "uint", "a1"), ("uargs", "str", "s0")),
             strings=(2,)),
     Syscall("finit_module", 313, "finit_module",
             (("res", "errno", "res"), ("fd", "fd", "a0"), ("uargs", "str", "s0"), ("flags", "int", "a2")),
-            strings=(1,)),
+            strings=(1,), filefd=FD_ARG0),
     Syscall("bpf", 321, "bpf", (("fd", "fd", "res"), ("cmd", "int", "a0")), creates_fd=True),
     Syscall("userfaultfd", 323, "userfaultfd",
             (("res", "fd", "res"), ("flags", "openflags", "a0")), creates_fd=True),
@@ -208,9 +210,13 @@ BY_NR: dict[int, Syscall] = {s.nr: s for s in SYSCALLS}
 
 # Needed for process and fd state whatever the rules say: cwd (chdir), effective ids (set*id:
 # user.uid is the euid, which every event's header does not carry), session and process group
-# (setsid, setpgid), fd copies and closes. Process creation, exec and exit come from the sched
-# tracepoints, which are always attached.
-BASE: frozenset[str] = frozenset({"close", "dup", "dup2", "dup3", "chdir", "fchdir", "setsid", "setpgid",
+# (setsid, setpgid) and fd copies. Process creation, exec and exit come from the sched
+# tracepoints, which are always attached. close is not here: it is the commonest syscall after
+# open and no rule of Falco's names it, and its only use would be to forget descriptors. A
+# descriptor number reused by an open the kernel filtered is caught where it is used instead:
+# the events that name an existing fd carry the kernel's (dev, ino) of it, and a table entry that
+# does not match is dropped as stale (decoder.py).
+BASE: frozenset[str] = frozenset({"dup", "dup2", "dup3", "chdir", "fchdir", "setsid", "setpgid",
                                   "setuid", "setgid", "setresuid", "setresgid"})
 
 # Falco's older name for umount2.

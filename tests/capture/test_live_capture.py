@@ -72,7 +72,7 @@ def named(events: list[SyscallEvent], etype: str, path: Path) -> list[SyscallEve
 def test_a_prime_number_of_opens_arrives_exactly(capture: Callable[..., Capture], tmp_path: Path) -> None:
     path = tmp_path / f"unique-{secrets.token_hex(6)}"
     path.write_text("x")
-    cap = capture({"openat", "open"})
+    cap = capture({"openat", "open", "close"})
     opener(path, PRIME)
     events = drain(cap, lambda evs: len(named(evs, "close", path)) >= PRIME)
     opens = named(events, "openat", path)
@@ -91,8 +91,8 @@ def test_the_open_filter_keeps_what_rules_want_and_drops_the_rest(capture: Calla
     for p in (wanted, other):
         p.write_text("x")
     # Only reads of `wanted` and writes anywhere below tmp_path interest the (imagined) rules.
-    cap = capture({"openat"}, open_filter={(str(wanted).encode(), False): 1 | 4,
-                                           (str(tmp_path).encode() + b"/", True): 2 | 4})
+    cap = capture({"openat", "close"}, open_filter={(str(wanted).encode(), False): 1 | 4,
+                                                    (str(tmp_path).encode() + b"/", True): 2 | 4})
     opener(wanted, PRIME)
     opener(other, PRIME)
     opener(other, 7, os.O_WRONLY)
@@ -103,6 +103,63 @@ def test_the_open_filter_keeps_what_rules_want_and_drops_the_rest(capture: Calla
     assert len(kept) == 7 and {e.args["flags"] for e in kept} == {"O_WRONLY|O_CLOEXEC"}
     assert len(named(events, "close", other)) == 7                 # closes of filtered fds stay in the kernel
     assert cap.stats()["filtered"] >= 2 * PRIME
+
+
+def test_closes_are_not_captured_unless_a_rule_names_them(capture: Callable[..., Capture],
+                                                          tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    cap = capture({"openat"})
+    opener(path, PRIME)
+    events = drain(cap, lambda evs: len(named(evs, "openat", path)) >= PRIME)
+    assert len(named(events, "openat", path)) == PRIME
+    assert not [e for e in events if e.type == "close"]
+
+
+def test_a_reused_descriptor_number_is_not_taken_for_the_closed_file(capture: Callable[..., Capture],
+                                                                     tmp_path: Path) -> None:
+    # close is not captured and the second open is filtered in the kernel, so user space still
+    # holds `wanted` under that number: the dup and fchmod of it must not be reported as `wanted`.
+    wanted, other = tmp_path / "wanted", tmp_path / "other"
+    for p in (wanted, other):
+        p.write_text("x")
+    cap = capture({"openat", "fchmod"}, open_filter={(str(wanted).encode(), False): 1 | 4})
+    code = (f"import os\nfd = os.open({str(wanted)!r}, os.O_RDONLY)\nos.close(fd)\n"
+            f"fd2 = os.open({str(other)!r}, os.O_RDONLY)\nassert fd2 == fd\n"
+            "d = os.dup2(fd2, 20)\nos.fchmod(fd2, 0o644)\nos.fchmod(d, 0o644)\nprint(os.getpid(), d)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    pid, d = map(int, out.stdout.split())
+    events = drain(cap, lambda evs: len([e for e in evs if e.type == "fchmod"]) >= 2)
+    assert len(named(events, "openat", wanted)) == 1 and not named(events, "openat", other)
+    dup = [e for e in events if e.type.startswith("dup") and e.proc.pid == pid and e.res == d]
+    chmods = [e for e in events if e.type == "fchmod" and e.proc.pid == pid]
+    assert len(dup) == 1 and len(chmods) == 2
+    for e in dup + chmods:
+        assert e.fd is not None and e.fd.name != str(wanted) and e.fd.type == "file"
+    # the same file, as the kernel saw it, on both numbers
+    assert chmods[0].fd.ino == chmods[1].fd.ino == other.stat().st_ino
+
+
+def test_only_lexically_normal_paths_are_judged_in_the_kernel(capture: Callable[..., Capture],
+                                                              tmp_path: Path) -> None:
+    # A rule sees the normalized path, so "." and ".." components, "//" and a trailing '/' must
+    # reach user space; a dotfile is an ordinary name and is filtered like any other.
+    secret = tmp_path / "secret"
+    (tmp_path / "sub").mkdir()
+    for name in ("secret", ".hidden", "..dots"):
+        (tmp_path / name).write_text("x")
+    cap = capture({"openat"}, open_filter={(str(secret).encode(), False): 1 | 4})
+    kept = [f"{tmp_path}/./secret", f"{tmp_path}/sub/../secret", f"{tmp_path}//secret", f"{tmp_path}/secret/"]
+    dropped = [f"{tmp_path}/.hidden", f"{tmp_path}/..dots"]
+    code = ("import os\nfor p in " + repr(kept + dropped) + ":\n"
+            "    try: os.close(os.open(p, os.O_RDONLY))\n"
+            "    except OSError: pass\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    events = drain(cap, lambda evs: {e.rawargs.get("name") for e in evs} >= set(kept))
+    names = [e.rawargs.get("name") for e in events if e.type == "openat"]
+    assert sorted(n for n in names if n in kept + dropped) == sorted(kept)
+    # the three that open the secret (the trailing '/' fails with ENOTDIR) resolve to its name
+    assert [e.fd.name for e in events if e.rawargs.get("name") in kept and e.res >= 0] == [str(secret)] * 3
 
 
 def test_directories_are_kept_so_relative_opens_resolve(capture: Callable[..., Capture], tmp_path: Path) -> None:
