@@ -32,7 +32,7 @@ class CaptureOptions:
     runtime_sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/podman/podman.sock")
     open_filter: dict[tuple[bytes, bool], int] | None = None
     ignore_self: bool = True
-    raw_hook: bool = True                        # syscalls without a tracepoint: via raw sys_enter
+    raw_hook: bool = False                       # syscalls without a tracepoint: via raw sys_enter
     print_bpf: bool = False
 
 

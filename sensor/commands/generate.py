@@ -45,6 +45,7 @@ class Action:
     rule: str
     desc: str
     run: Callable[[], dict[str, Any]]
+    note: Callable[[], str | None] | None = None     # what the user should know about this host
 
 
 def _me() -> str:
@@ -276,6 +277,15 @@ def load_kernel_module() -> dict[str, Any]:
                    container_id="host", proc_pid=p.pid)
 
 
+def module_support_note() -> str | None:
+    from sensor.sources.syscall import has_tracepoint
+
+    if has_tracepoint("finit_module"):
+        return None
+    return ("this kernel has no module support, so a sensor sees the attempt only when run with "
+            "-o syscall.unimplemented_syscalls=capture")
+
+
 def ptrace_attach() -> dict[str, Any]:
     code = ("import ctypes, os, signal, time; libc = ctypes.CDLL(None, use_errno=True); "
             "pid = os.fork()\n"
@@ -316,7 +326,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("k8s-api-from-pod", "Kubernetes API contacted from pod",
            "connect to a listener on 127.0.0.1:6443 from a kubepods-style cgroup.", k8s_api_from_pod),
     Action("load-kernel-module", "Kernel module loaded",
-           "finit_module() on an empty file, which the kernel refuses.", load_kernel_module),
+           "finit_module() on an empty file, which the kernel refuses.", load_kernel_module,
+           module_support_note),
     Action("ptrace-attach", "Ptrace attached to process",
            "PTRACE_ATTACH to a child it started, then detach and kill it.", ptrace_attach),
     Action("memfd-exec", "Fileless execution via memfd",
@@ -362,13 +373,16 @@ def generate(actions: tuple[str, ...], list_only: bool, as_json: bool, pause: fl
             time.sleep(pause)
         try:
             result: dict[str, Any] = {"action": a.name, "rule": a.rule, "ok": True, "expect": a.run()}
+            note = a.note() if a.note else None
+            if note:
+                result["note"] = note
         except (UnavailableError, OSError, subprocess.SubprocessError) as e:
             failed += 1
             result = {"action": a.name, "rule": a.rule, "ok": False, "error": str(e)}
         if as_json:
             click.echo(json.dumps(result, sort_keys=True))
         elif result["ok"]:
-            click.echo(f"{a.name}: done ({a.rule})")
+            click.echo(f"{a.name}: done ({a.rule})" + (f"; note: {result['note']}" if "note" in result else ""))
         else:
             click.echo(f"{a.name}: failed: {result['error']}", err=True)
     if failed:

@@ -29,10 +29,11 @@ CONFIG_KEYS: tuple[Key, ...] = (
     Key("syscall.open_filter", bool, True,
         "Drop in the kernel the opens no loaded rule can match (judged by path and access mode "
         "from the rules' conditions); directories are always kept for cwd tracking."),
-    Key("syscall.unimplemented_syscalls", str, "capture",
+    Key("syscall.unimplemented_syscalls", str, "skip",
         "Syscalls the rules name that this kernel was built without (no tracepoint; they can only "
-        "fail with ENOSYS, e.g. init_module without module support): capture the attempts through "
-        "the raw sys_enter hook, which every syscall then passes through, or skip them.",
+        "fail with ENOSYS, e.g. init_module without module support): skip them (a warning at "
+        "start-up names them), or capture the attempts through the raw sys_enter hook, which every "
+        "syscall then passes through (about 10% on a syscall-heavy load such as redis).",
         choices=("capture", "skip")),
     Key("syscall.container_sockets", list, ["/var/run/docker.sock", "/run/podman/podman.sock"],
         "Container runtime API sockets (Docker Engine API; Podman serves it too) asked for a "
@@ -93,7 +94,7 @@ class SyscallSource:
         self.print_bpf = bool(cfg.get("syscall.print_bpf")) or os.environ.get("FALCONET_PRINT_BPF") == "1"
         self.capture = Capture(CaptureOptions(
             event_types=types, emit=emit, ringbuf_bytes=ring, batch=int(cfg.get("syscall.batch", 4096)),
-            raw_hook=cfg.get("syscall.unimplemented_syscalls", "capture") == "capture",
+            raw_hook=cfg.get("syscall.unimplemented_syscalls", "skip") == "capture",
             read_env=bool(cfg.get("syscall.read_env", True)),
             runtime_sockets=tuple(cfg.get("syscall.container_sockets", ())),
             open_filter=open_filter, print_bpf=self.print_bpf))
@@ -123,8 +124,10 @@ class SyscallSource:
                  f"; rules name event types no syscall produces: {', '.join(self.unknown_types)}"
                  if self.unknown_types else "")
         if cap.skipped:
-            log.warning("syscall capture: not capturing %s (this kernel has no tracepoint for them and "
-                        "syscall.unimplemented_syscalls is skip)", ", ".join(cap.skipped))
+            log.warning("syscall capture: not capturing %s: this kernel was built without them (no "
+                        "tracepoint; every call fails with ENOSYS). -o syscall.unimplemented_syscalls=capture "
+                        "sees the attempts through the raw sys_enter hook, at a cost to every syscall",
+                        ", ".join(cap.skipped))
         if self.print_bpf and cap.bpf_text:
             log.info("BPF program:\n%s", self.bpf_program())
 
@@ -326,3 +329,10 @@ def cgroup_root() -> Path | None:
     from sensor.capture.containers import cgroup2_root
 
     return cgroup2_root()
+
+
+def has_tracepoint(syscall: str) -> bool:
+    """Whether this kernel has the syscall's exit tracepoint (for `falconet generate`)."""
+    from sensor.capture import loader, syscalls
+
+    return loader.has_tracepoint(syscalls.BY_NAME[syscall].tracepoint)
