@@ -173,23 +173,30 @@ static __always_inline int submit(void *data, u64 size) {
     return 0;
 }
 
-// The struct file behind fd `fd` of the current task, or NULL. The first hops are direct loads
-// through the BTF-typed task pointer at BTF offsets (the verifier checks each against the running
-// kernel's BTF); bpf_probe_read_kernel, about 80 ns a call, only where the type is lost.
-static __always_inline void *fd_file(s64 fd) {
+// The current task's fd table when `fd` is inside it, else NULL; its files_struct in *files.
+// Direct loads through the BTF-typed task pointer at BTF offsets (the verifier checks each
+// against the running kernel's BTF).
+static __always_inline char *fd_table(s64 fd, char **files) {
     if (fd < 0)
         return 0;
     char *task = (char *)bpf_get_current_task_btf();
-    char *files = *(char **)(task + OFF_TASK_FILES);
-    if (!files)
+    *files = *(char **)(task + OFF_TASK_FILES);
+    if (!*files)
         return 0;
-    char *fdt = *(char **)(files + OFF_FILES_FDT);
+    char *fdt = *(char **)(*files + OFF_FILES_FDT);
+    if (!fdt || (u64)fd >= *(u32 *)(fdt + OFF_FDT_MAX_FDS))
+        return 0;
+    return fdt;
+}
+
+// The struct file behind fd `fd` of the current task, or NULL. bpf_probe_read_kernel, about
+// 80 ns a call, only where the type is lost (fdt->fd is a pointer to pointers: a scalar).
+static __always_inline void *fd_file(s64 fd) {
+    char *files;
+    char *fdt = fd_table(fd, &files);
     if (!fdt)
         return 0;
-    u32 max_fds = *(u32 *)(fdt + OFF_FDT_MAX_FDS);
-    if ((u64)fd >= max_fds)
-        return 0;
-    void **fdarray = *(void ***)(fdt + OFF_FDT_FD);    // a scalar to the verifier: read through below
+    void **fdarray = *(void ***)(fdt + OFF_FDT_FD);
     void *file = 0;
     if (fdarray)
         bpf_probe_read_kernel(&file, sizeof(file), &fdarray[fd]);
@@ -199,8 +206,8 @@ static __always_inline void *fd_file(s64 fd) {
 // The type bits of the inode behind fd `fd` (the current task's), or 0. While a process has
 // at most 64 descriptors the kernel keeps them in files_struct.fd_array; that slot is picked by
 // a six-level branch on the fd's bits, so every load has a constant BTF offset and the verifier
-// lets the chain task->files->fd_array[fd]->f_inode->i_mode be direct loads, where fd_file()
-// pays three bpf_probe_read_kernel calls.
+// lets the chain fd_array[fd]->f_inode->i_mode be direct loads, where fd_file() and two more
+// reads would pay three bpf_probe_read_kernel calls.
 #define FDA(i) (*(char **)(files + OFF_FILES_FD_ARRAY + (i) * 8))
 #define FDA2(i) ((fd & 1) ? FDA((i) + 1) : FDA(i))
 #define FDA4(i) ((fd & 2) ? FDA2((i) + 2) : FDA2(i))
@@ -209,19 +216,11 @@ static __always_inline void *fd_file(s64 fd) {
 #define FDA32(i) ((fd & 16) ? FDA16((i) + 16) : FDA16(i))
 #define FDA64() ((fd & 32) ? FDA32(32) : FDA32(0))
 static __always_inline u16 fd_imode(s64 fd) {
-    if (fd < 0)
-        return 0;
-    char *task = (char *)bpf_get_current_task_btf();
-    char *files = *(char **)(task + OFF_TASK_FILES);
-    if (!files)
-        return 0;
-    char *fdt = *(char **)(files + OFF_FILES_FDT);
+    char *files;
+    char *fdt = fd_table(fd, &files);
     if (!fdt)
         return 0;
-    u32 max_fds = *(u32 *)(fdt + OFF_FDT_MAX_FDS);
-    if ((u64)fd >= max_fds)
-        return 0;
-    if (max_fds > 64)           // the table has grown out of files_struct
+    if (*(u32 *)(fdt + OFF_FDT_MAX_FDS) > 64)     // the table has grown out of files_struct
         return kread_u16(kread_ptr(fd_file(fd), OFF_FILE_INODE), OFF_INODE_MODE);
     char *file = FDA64();
     if (!file)

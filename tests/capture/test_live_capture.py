@@ -162,16 +162,26 @@ def test_only_lexically_normal_paths_are_judged_in_the_kernel(capture: Callable[
     assert [e.fd.name for e in events if e.rawargs.get("name") in kept and e.res >= 0] == [str(secret)] * 3
 
 
-def test_directories_are_kept_so_relative_opens_resolve(capture: Callable[..., Capture], tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", [0, 100])
+def test_directories_are_kept_so_relative_opens_resolve(capture: Callable[..., Capture], tmp_path: Path,
+                                                         held: int) -> None:
     # open(dir) without O_DIRECTORY, then openat(dirfd, ...) and fchdir: the filter wants only the
-    # secret, yet the directory open must reach user space or the secret's path is lost.
+    # secret, yet the directory open must reach user space or the secret's path is lost. The
+    # probe reads a small fd table (FDSize 64: files_struct's own array) and a grown one in two
+    # different ways. The work runs in a fork of a fresh interpreter: a child's table is sized by
+    # the parent's highest open fd, and the test runner's is above 64.
     secret = tmp_path / "secret"
     secret.write_text("x")
     cap = capture({"openat"}, open_filter={(str(secret).encode(), False): 1 | 4})
-    code = (f"import os\nd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
-            "os.close(os.open('secret', os.O_RDONLY, dir_fd=d))\n"
-            "os.fchdir(d)\nos.close(os.open('secret', os.O_RDONLY))")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    code = ("import os, re\nif os.fork() == 0:\n"
+            f"    held = [os.open('/dev/null', os.O_RDONLY) for _ in range({held})]\n"
+            "    size = int(re.search(r'FDSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+            f"    d = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+            "    os.close(os.open('secret', os.O_RDONLY, dir_fd=d))\n"
+            "    os.fchdir(d)\n    os.close(os.open('secret', os.O_RDONLY))\n"
+            "    print(size, flush=True)\n    os._exit(0)\nos.wait()")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert (int(out.stdout) > 64) == (held > 64)
     events = drain(cap, lambda evs: len(named(evs, "openat", secret)) >= 2)
     found = named(events, "openat", secret)
     assert len(found) == 2
