@@ -51,9 +51,6 @@ class Probe:
     def set_config(self, index: int, value: int) -> None:
         bpfsys.update(self.maps["config"], struct.pack("<I", index), struct.pack("<Q", value))
 
-    def set_spec(self, sc: Syscall, enabled: bool, raw: bool) -> None:
-        bpfsys.update(self.maps["specs"], struct.pack("<I", sc.nr), sc.kernel_spec(enabled, raw))
-
     def forget_fd(self, tgid: int, fd: int) -> None:
         """Tell the kernel a descriptor is gone without a close (exec's O_CLOEXEC)."""
         bpfsys.delete(self.maps["known_fds"], struct.pack("<Q", (tgid << 32) | (fd & 0xFFFFFFFF)))
@@ -173,6 +170,7 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
     if ringbuf_bytes < PAGE or ringbuf_bytes & (ringbuf_bytes - 1):
         raise LoadError(f"ring buffer size {ringbuf_bytes} must be a power of two >= {PAGE}")
     tracepoints, raw_needed, specs = [], [], []
+    track_fds = any(sc.closes_fd for sc in selected)     # known_fds serves only close's filter
     for sc in selected:
         has_tp = has_tracepoint(sc.tracepoint)
         if has_tp:
@@ -180,7 +178,7 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
             tracepoints.append([sc.tracepoint, "sys_exit_closes_fd" if sc.closes_fd else "sys_exit"])
         else:
             raw_needed.append(sc.name)
-        specs.append([sc.nr, sc.kernel_spec(True, not has_tp).hex()])
+        specs.append([sc.nr, sc.kernel_spec(True, not has_tp, track_fds).hex()])
     req = {
         "macros": {"RINGBUF_PAGES": ringbuf_bytes // PAGE, "MAX_PREFIX": MAX_PREFIX,
                    "KNOWN_FDS_MAX": known_fds_max,

@@ -51,7 +51,9 @@ class Capture:
         self.probe: loader.Probe | None = None
         self.ring: RingReader | None = None
         self.table = ProcessTable(ContainerResolver(opts.runtime_sockets), read_env=opts.read_env)
-        self.decoder = Decoder(self.table, opts.emit, on_cloexec=self._cloexec)
+        # The kernel remembers the fds user space knows only for close's filter.
+        tracks_fds = any(s.closes_fd for s in selected)
+        self.decoder = Decoder(self.table, opts.emit, on_cloexec=self._cloexec if tracks_fds else None)
         self.bpf_text: str | None = None
         self.started_at = 0.0
         self._final: dict[str, int] | None = None      # stats as they were when stopped

@@ -37,13 +37,14 @@ class Syscall:
     open_flags_arg: int = -1        # >= 0: an open whose path the in-kernel filter may judge
     strings_if_failed: bool = False  # execve: the path is gone with the old address space
 
-    def kernel_spec(self, enabled: bool, raw: bool) -> bytes:
-        """This syscall's row of the probe's `specs` map (struct spec)."""
+    def kernel_spec(self, enabled: bool, raw: bool, track_fds: bool = True) -> bytes:
+        """This syscall's row of the probe's `specs` map (struct spec). `track_fds`: remember the
+        fds it creates in known_fds, which only the close filter reads."""
         strs = list(self.strings) + [-1] * (3 - len(self.strings))
         arg, alen, mode = self.addr
         return bytes([
             int(enabled), *(s & 0xFF for s in strs), arg & 0xFF, alen & 0xFF, mode, self.sockfd,
-            self.filefd, int(self.creates_fd), int(self.closes_fd), int(self.open_flags_arg >= 0),
+            self.filefd, int(self.creates_fd and track_fds), int(self.closes_fd), int(self.open_flags_arg >= 0),
             self.open_flags_arg & 0xFF, int(raw), int(self.strings_if_failed), 0,
         ])
 
