@@ -6,10 +6,11 @@ that directory tells the runtime and the container id by its layout (../shared/n
 `libpod-<64hex>.scope`, and `kubepods…pod<uid>…` parents for the pod UID. A path with none of them
 is the host, whatever cgroup it is in (shells here live in /process_api/<id>, not in /).
 
-Name, image, privileged and mounts come from the runtime's API when its socket answers (Docker's
-Engine API, which Podman also serves); otherwise they stay None and print as <NA>. Pod name and
-namespace come from the runtime's Kubernetes labels; from a kubepods cgroup alone only the pod UID
-is known.
+Name, image, privileged and mounts come from the runtime's API when its socket answers: Docker's
+Engine API (which Podman also serves), or CRI-O's inspect endpoint on crio.sock; otherwise they
+stay None and print as <NA>. Pod name and namespace come from the runtime's Kubernetes labels;
+from a kubepods cgroup alone only the pod UID is known. containerd speaks only gRPC (CRI) and is
+not asked.
 """
 
 from __future__ import annotations
@@ -89,19 +90,27 @@ def parse_cgroup_path(path: str) -> Parsed:
 
 
 class RuntimeClient:
-    """Docker's Engine API over a Unix socket (`GET /containers/<id>/json`); Podman serves it too."""
+    """A container runtime's HTTP API over a Unix socket, by the socket's name: CRI-O's inspect
+    endpoint (`GET /containers/<id>`) on `crio.sock`, Docker's Engine API (`GET
+    /containers/<id>/json`, which Podman serves too) on any other."""
 
     def __init__(self, socket_path: str, timeout: float = 0.5) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.api = "cri-o" if os.path.basename(socket_path) == "crio.sock" else "docker"
+
+    def knows(self, c: Container) -> bool:
+        """Whether this runtime can know the container: CRI-O only its own, Docker's API the rest."""
+        return (c.type == "cri-o") == (self.api == "cri-o")
 
     def inspect(self, full_id: str) -> dict | None:
         """The container's inspect document, or None when the socket does not answer."""
         if not os.path.exists(self.socket_path):
             return None
+        path = f"/containers/{full_id}" if self.api == "cri-o" else f"/containers/{full_id}/json"
         conn = _UnixHTTPConnection(self.socket_path, self.timeout)
         try:
-            conn.request("GET", f"/containers/{full_id}/json", headers={"Host": "localhost"})
+            conn.request("GET", path, headers={"Host": "localhost"})
             resp = conn.getresponse()
             body = resp.read()
             if resp.status != 200:
@@ -152,6 +161,40 @@ def apply_inspect(c: Container, doc: dict) -> None:
     if started:
         c.start_ts = _parse_time_ns(started)
     labels = cfg.get("Labels") or {}
+    c.pod_name = labels.get("io.kubernetes.pod.name") or c.pod_name
+    c.pod_namespace = labels.get("io.kubernetes.pod.namespace") or c.pod_namespace
+    c.pod_uid = labels.get("io.kubernetes.pod.uid") or c.pod_uid
+
+
+def apply_crio_info(c: Container, doc: dict) -> None:
+    """Fill a Container from CRI-O's ContainerInfo (`GET /containers/<id>` on crio.sock).
+
+    Its `name` is CRI-O's own (k8s_<container>_<pod>_<namespace>_<uid>_<attempt>); the Kubernetes
+    container name is a label, as Falco reports it. The image the pod asked for is the
+    io.kubernetes.cri-o.ImageName annotation; `image` is only some name of the image id. Mounts are
+    the io.kubernetes.cri-o.Volumes annotation (a JSON list). CRI-O does not say whether the
+    container is privileged: that stays unknown.
+    """
+    labels = doc.get("labels") or {}
+    notes = {**(doc.get("annotations") or {}), **(doc.get("crio_annotations") or {})}
+    c.name = labels.get("io.kubernetes.container.name") or doc.get("name") or None
+    image = notes.get("io.kubernetes.cri-o.ImageName") or doc.get("image") or None
+    c.image = image
+    if image:
+        c.image_repository, c.image_tag, c.image_digest = split_image(image)
+    ref = doc.get("image_ref") or ""
+    if not c.image_digest and ref.startswith("sha256:"):
+        c.image_digest = ref
+    try:
+        volumes = json.loads(notes.get("io.kubernetes.cri-o.Volumes") or "[]")
+    except ValueError:
+        volumes = []
+    c.mounts = [{"source": v.get("host_path", ""), "dest": v.get("container_path", ""), "mode": "",
+                 "rdwr": not v.get("readonly", False), "propagation": ""}
+                for v in volumes if isinstance(v, dict)]
+    created = doc.get("created_time")
+    if isinstance(created, int) and created > 0:
+        c.start_ts = created
     c.pod_name = labels.get("io.kubernetes.pod.name") or c.pod_name
     c.pod_namespace = labels.get("io.kubernetes.pod.namespace") or c.pod_namespace
     c.pod_uid = labels.get("io.kubernetes.pod.uid") or c.pod_uid
@@ -294,7 +337,9 @@ class ContainerResolver:
             return
         self._lookups[c.full_id] = now
         for client in self.clients:
+            if not client.knows(c):
+                continue
             doc = client.inspect(c.full_id)
             if doc is not None:
-                apply_inspect(c, doc)
+                (apply_crio_info if client.api == "cri-o" else apply_inspect)(c, doc)
                 return

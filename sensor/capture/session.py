@@ -29,7 +29,8 @@ class CaptureOptions:
     batch: int = 4096                            # records per poll at most
     tick_s: float = 0.01                         # how often an idle poll looks at the ring
     read_env: bool = True
-    runtime_sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/podman/podman.sock")
+    runtime_sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/podman/podman.sock",
+                                        "/var/run/crio/crio.sock")
     open_filter: dict[tuple[bytes, bool], int] | None = None
     ignore_self: bool = True
     raw_hook: bool = False                       # syscalls without a tracepoint: via raw sys_enter

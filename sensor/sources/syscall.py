@@ -35,9 +35,11 @@ CONFIG_KEYS: tuple[Key, ...] = (
         "start-up names them), or capture the attempts through the raw sys_enter hook, which every "
         "syscall then passes through (about 10% on a syscall-heavy load such as redis).",
         choices=("capture", "skip")),
-    Key("syscall.container_sockets", list, ["/var/run/docker.sock", "/run/podman/podman.sock"],
-        "Container runtime API sockets (Docker Engine API; Podman serves it too) asked for a "
-        "container's name, image, privileged flag and mounts.", items=str),
+    Key("syscall.container_sockets", list, ["/var/run/docker.sock", "/run/podman/podman.sock",
+                                            "/var/run/crio/crio.sock"],
+        "Container runtime API sockets asked for a container's name, image, pod, privileged flag "
+        "and mounts: Docker's Engine API (Podman serves it too), or CRI-O's inspect API on a socket "
+        "named crio.sock.", items=str),
     Key("syscall.print_bpf", bool, False,
         "Log the final BPF program text and its -D flags when the capture starts "
         "(also: FALCONET_PRINT_BPF=1)."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -112,3 +113,70 @@ def test_runtime_api_absent_or_silent_leaves_values_unknown(tmp_path: Path, dock
     c_id = _tree(tmp_path / "cg", f"/docker/{CID}")
     c = ContainerResolver([docker_sock], root=tmp_path / "cg").get(c_id)
     assert c.id == CID[:12] and c.name is None and c.privileged is None
+
+
+CRIO_INFO = {
+    "name": "k8s_api_api-0_prod_0a1b2c3d-1111-2222-3333-444455556666_0", "pid": 4242,
+    "image": "registry.local/api@sha256:" + "ef" * 32, "image_ref": "sha256:" + "ef" * 32,
+    "created_time": 1714557600_123456789,
+    "labels": {"io.kubernetes.container.name": "api", "io.kubernetes.pod.name": "api-0",
+               "io.kubernetes.pod.namespace": "prod",
+               "io.kubernetes.pod.uid": "0a1b2c3d-1111-2222-3333-444455556666"},
+    "annotations": {"io.kubernetes.container.hash": "1234"},
+    "crio_annotations": {
+        "io.kubernetes.cri-o.ImageName": "registry.local/api:1.2.3",
+        "io.kubernetes.cri-o.Volumes": json.dumps([
+            {"container_path": "/etc/hosts", "host_path": "/var/lib/kubelet/pods/0a1b/etc-hosts",
+             "readonly": False},
+            {"container_path": "/etc/config", "host_path": "/var/lib/kubelet/pods/0a1b/volumes/cfg",
+             "readonly": True}]),
+    },
+    "log_path": "/var/log/pods/prod_api-0/api/0.log", "root": "/var/lib/containers/storage/x",
+    "sandbox": "ab" * 32, "ip_addresses": ["10.0.0.7"],
+}
+
+
+def test_cri_o_containers_are_described_by_crio_sock_and_others_by_the_docker_api(tmp_path: Path) -> None:
+    from fakes.docker_api import FakeCrioAPI
+
+    (tmp_path / "crio").mkdir()
+    crio_sock, docker_sock = str(tmp_path / "crio" / "crio.sock"), str(tmp_path / "docker.sock")
+    crio_id, docker_id = "c" * 64, CID
+    with FakeCrioAPI(crio_sock, {crio_id: CRIO_INFO}) as crio, \
+            FakeDockerAPI(docker_sock, {docker_id: INSPECT}) as docker:
+        kube = "/kubepods.slice/kubepods-pod0a1b2c3d_1111_2222_3333_444455556666.slice"
+        c_crio = _tree(tmp_path / "cg", f"{kube}/crio-{crio_id}.scope")
+        c_docker = _tree(tmp_path / "cg", f"/system.slice/docker-{docker_id}.scope")
+        r = ContainerResolver([docker_sock, crio_sock], root=tmp_path / "cg")
+        c = r.get(c_crio)
+        d = r.get(c_docker)
+    assert c.type == "cri-o" and c.id == crio_id[:12]
+    # the Kubernetes container name and the image the pod asked for, not CRI-O's own names
+    assert (c.name, c.image, c.image_repository, c.image_tag) == (
+        "api", "registry.local/api:1.2.3", "registry.local/api", "1.2.3")
+    assert c.image_digest == "sha256:" + "ef" * 32
+    assert (c.pod_name, c.pod_namespace, c.pod_uid) == ("api-0", "prod", "0a1b2c3d-1111-2222-3333-444455556666")
+    assert c.mounts == [
+        {"source": "/var/lib/kubelet/pods/0a1b/etc-hosts", "dest": "/etc/hosts", "mode": "", "rdwr": True,
+         "propagation": ""},
+        {"source": "/var/lib/kubelet/pods/0a1b/volumes/cfg", "dest": "/etc/config", "mode": "", "rdwr": False,
+         "propagation": ""}]
+    assert c.privileged is None                        # CRI-O does not say: unknown, not false
+    assert c.start_ts == 1714557600_123456789
+    assert d.name == "web-1"
+    # each runtime was asked only about its own container, on its own route
+    assert crio.requests == [f"/containers/{crio_id}"]
+    assert docker.requests == [f"/containers/{docker_id}/json"]
+
+
+def test_a_cri_o_container_the_socket_does_not_know_stays_unknown(tmp_path: Path) -> None:
+    from fakes.docker_api import FakeCrioAPI
+
+    (tmp_path / "crio").mkdir()
+    sock = str(tmp_path / "crio" / "crio.sock")
+    with FakeCrioAPI(sock, {}):
+        pod = "/kubepods/besteffort/pod0a1b2c3d-1111-2222-3333-444455556666"
+        c_id = _tree(tmp_path / "cg", f"{pod}/crio-{'d' * 64}.scope")
+        c = ContainerResolver([sock], root=tmp_path / "cg").get(c_id)
+    assert c.type == "cri-o" and c.name is None and c.image is None and c.pod_name is None
+    assert c.pod_uid == "0a1b2c3d-1111-2222-3333-444455556666"      # from the cgroup path alone
