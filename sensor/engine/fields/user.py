@@ -2,8 +2,10 @@
 
 Names come from the passwd/group file the process itself sees, as Falco reads them: /etc/passwd
 for a host process, /proc/<pid>/root/etc/passwd for a process in a container (the container's own
-users). Lookups are cached per (container, file, id) in a small bounded cache; a read failure (the process
-is gone) is not cached, so the next event of the same container can still find the name. The
+users; through a live ancestor in the same container when the process has already exited).
+Lookups are cached per (container, file, id) in a small bounded cache; a read failure (no process
+of the container is left) is not cached, so the next event of the same container can still find
+the name. The
 files are read directly, never through NSS, so a lookup cannot block on LDAP or DNS.
 
 user.uid is the effective uid, which is what Falco's driver reports for a process.
@@ -30,10 +32,32 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def _db_path(proc: Process, db: str) -> str:
-    if proc.container.id == "host":
-        return f"{HOST_ETC}/{db}"
-    return f"{PROC_ROOT}/{proc.pid}/root/etc/{db}"
+_ANCESTORS = 16
+
+
+def _db_paths(proc: Process, db: str) -> list[str]:
+    """Where `proc` sees the file: the host's, or its container's through /proc/<pid>/root, and
+    then through its ancestors in the same container, for when `proc` has exited already (a
+    short-lived `id` in a container whose shell is still there)."""
+    cid = proc.container.id
+    if cid == "host":
+        return [f"{HOST_ETC}/{db}"]
+    paths = []
+    p: Process | None = proc
+    while p is not None and len(paths) < _ANCESTORS and p.container.id == cid:
+        paths.append(f"{PROC_ROOT}/{p.pid}/root/etc/{db}")
+        p = p.parent
+    return paths
+
+
+def _read_lines(paths: list[str]) -> list[str] | None:
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read().splitlines()
+        except OSError:
+            continue
+    return None
 
 
 def account(proc: Process, db: str, ident: int) -> tuple[str, ...] | None:
@@ -46,10 +70,8 @@ def account(proc: Process, db: str, ident: int) -> tuple[str, ...] | None:
     entry = _cache.get(key, _MISS)
     if entry is not _MISS:
         return entry
-    try:
-        with open(_db_path(proc, db), encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
+    lines = _read_lines(_db_paths(proc, db))
+    if lines is None:
         return None
     want = str(ident)
     entry = None

@@ -6,7 +6,7 @@ import pytest
 from syscall_world import T0, World, make_world
 
 from sensor.engine.fields import user
-from sensor.event import Process, SyscallEvent
+from sensor.event import Container, Process, SyscallEvent
 
 
 @pytest.fixture
@@ -68,6 +68,22 @@ def test_a_process_that_is_gone_is_looked_up_again_later(world: World, tmp_path)
     etc.mkdir(parents=True)
     (etc / "passwd").write_text("www-data:x:33:33::/var/www:/bin/false\n")
     assert _event(gone).value("user.name") == "www-data"       # the failed read was not cached
+
+
+def test_a_process_that_is_gone_is_named_through_its_parent_in_the_same_container(world: World,
+                                                                                  tmp_path) -> None:
+    # `id` ran and exited in the nginx container before its event was matched; the shell that
+    # started it is alive, and sees the same /etc/passwd.
+    gone = Process(pid=998, uid=33, container=world.sh.container, parent=world.sh)
+    assert _event(gone).value("user.name") == "www-data"
+    # a live parent in another container sees other users: it is never asked
+    etc = tmp_path / "proc" / "996" / "root" / "etc"
+    etc.mkdir(parents=True)
+    (etc / "passwd").write_text("intruder:x:33:33::/:/bin/sh\n")
+    elsewhere = Process(pid=996, uid=0, container=Container(id="0123456789ab"))
+    orphan = Process(pid=997, uid=33, container=world.sh.container, parent=elsewhere)
+    user.clear_cache()
+    assert _event(orphan).value("user.name") is None
 
 
 def test_names_are_cached_per_container_and_id(world: World, tmp_path) -> None:
