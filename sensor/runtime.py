@@ -285,7 +285,7 @@ class Plan:
         lines += [f"Output {line}" for line in self.outputs] or ["Outputs: none"]
         from sensor import response
 
-        lines += response.describe(self.cfg)   # checks the actions as `run` would build them
+        lines += response.describe(self.cfg, self.ruleset)   # checks the actions as `run` would build them
         return lines
 
 
@@ -398,7 +398,7 @@ class Sensor:
             from sensor.outputs import fluentlog
 
             self.log_handler = fluentlog.attach(cfg, self.hostname)
-            self.response = self._build_response(cfg)
+            self.response = self._build_response(cfg, plan.ruleset)
             self.webserver = self._build_webserver(cfg)
         except BaseException:
             self.close()
@@ -406,10 +406,10 @@ class Sensor:
         self.runtime = Runtime(plan.ruleset, sources, self.sink, on_tick=self.tick, on_reload=self.reload)
         self._next_metrics = time.monotonic() + self._metrics_interval(cfg)
 
-    def _build_response(self, cfg: Config) -> Any:
+    def _build_response(self, cfg: Config, ruleset: Any) -> Any:
         from sensor import response
 
-        return response.build(cfg, self.submit)
+        return response.build(cfg, self.submit, ruleset)
 
     def _build_webserver(self, cfg: Config) -> Any:
         if not cfg.get("webserver.enabled"):
@@ -508,10 +508,12 @@ class Sensor:
                 self._reload_failed(e)
                 return
             self.outputs.adopt(left)
-        if _section(cfg, _RESPONSE_KEYS) != _section(old.cfg, _RESPONSE_KEYS):
+        # A match.condition may use the rules' lists and macros: new ones rebuild it too.
+        if (_section(cfg, _RESPONSE_KEYS) != _section(old.cfg, _RESPONSE_KEYS)
+                or (plan.ruleset.lists, plan.ruleset.macros) != (old.ruleset.lists, old.ruleset.macros)):
             if self.response is not None:
                 self.response.stop()
-            self.response = self._build_response(cfg)
+            self.response = self._build_response(cfg, plan.ruleset)
         if _section(cfg, _WEBSERVER_KEYS) != _section(old.cfg, _WEBSERVER_KEYS):
             if self.webserver is not None:
                 self.webserver.stop()

@@ -352,3 +352,21 @@ def test_webserver_tls_and_unhealthy(tmp_path: Path) -> None:
             WebServer("127.0.0.1", busy.port, healthy=lambda: True).start()
     finally:
         busy.stop()
+
+
+def test_run_dry_run_checks_response_conditions_with_the_rules_macros(tmp_path: Path) -> None:
+    # falconet_container is a macro of the bundled rules, which `run` loads by default
+    cfg = tmp_path / "falconet.yaml"
+    cfg.write_text("""
+response:
+  enabled: true
+  actions:
+    - name: kill-in-containers
+      match: {sources: [syscall], condition: "falconet_container and proc.name = cat"}
+      do: kill_process
+""")
+    res = falconet("run", "--dry-run", "-c", str(cfg), "-o", "syscall.enabled=false")
+    assert res.returncode == 0, res.stderr
+    assert any(line.startswith("Response action kill-in-containers: kill_process on sources ['syscall'], "
+                               "condition 'falconet_container and proc.name = cat'")
+               for line in res.stdout.splitlines()), res.stdout

@@ -38,8 +38,9 @@ CONFIG_KEYS: tuple[Key, ...] = (
 )
 
 
-def build(cfg: Any, sink: Callable[[Alert], None]) -> ResponseWorker | None:
+def build(cfg: Any, sink: Callable[[Alert], None], ruleset: Any = None) -> ResponseWorker | None:
     """The response worker for this configuration, started; None when response.enabled is false.
+    A match.condition may use the lists and macros of `ruleset` (the loaded rules).
 
     Raises sensor.errors.ConfigError naming the file and line of every invalid action.
     """
@@ -48,7 +49,7 @@ def build(cfg: Any, sink: Callable[[Alert], None]) -> ResponseWorker | None:
     from sensor.response.spec import parse_actions
     from sensor.response.worker import ResponseWorker
 
-    specs = parse_actions(cfg)
+    specs = parse_actions(cfg, ruleset)
     worker = ResponseWorker(specs, sink, dry_run=bool(cfg.get("response.dry_run", False)),
                             exclude_namespaces=cfg.get("response.exclude_namespaces", []),
                             capacity=int(cfg.get("response.queue_capacity", 1000)),
@@ -58,14 +59,14 @@ def build(cfg: Any, sink: Callable[[Alert], None]) -> ResponseWorker | None:
 
 
 
-def describe(cfg: Any) -> list[str]:
+def describe(cfg: Any, ruleset: Any = None) -> list[str]:
     """What `falconet run --dry-run` prints about response: one line per action, after checking
     them as `build` would (ConfigError naming file and line when one is invalid)."""
     if not cfg.get("response.enabled", False):
         return ["Response: off"]
     from sensor.response.spec import parse_actions
 
-    specs = parse_actions(cfg)
+    specs = parse_actions(cfg, ruleset)
     mode = " (dry run: record only)" if cfg.get("response.dry_run", False) else ""
     lines = [f"Response: {len(specs)} action(s){mode}"]
     for s in specs:

@@ -96,8 +96,12 @@ def _pair(node: yaml.Node | None, key: str) -> tuple[yaml.Node, yaml.Node] | Non
     return None
 
 
-def parse_actions(cfg: Any) -> list[ActionSpec]:
-    """Every item of response.actions as an ActionSpec; ConfigError listing every invalid one."""
+def parse_actions(cfg: Any, ruleset: Any = None) -> list[ActionSpec]:
+    """Every item of response.actions as an ActionSpec; ConfigError listing every invalid one.
+
+    `ruleset`: the loaded rules, whose lists and macros a match.condition may use as a rule's
+    condition can.
+    """
     raw = cfg.get("response.actions", []) or []
     loc = _Locator(cfg)
     errors: list[str] = []
@@ -105,7 +109,7 @@ def parse_actions(cfg: Any) -> list[ActionSpec]:
     names: dict[str, str] = {}
     for i, item in enumerate(raw):
         before = len(errors)
-        spec = _parse_item(i, item, loc, errors)
+        spec = _parse_item(i, item, loc, errors, ruleset)
         if spec is None or len(errors) > before:
             continue
         if spec.name in names:
@@ -119,7 +123,7 @@ def parse_actions(cfg: Any) -> list[ActionSpec]:
     return specs
 
 
-def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str]) -> ActionSpec | None:
+def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str], ruleset: Any = None) -> ActionSpec | None:
     where = loc.item(i)
     if not isinstance(item, dict):
         errors.append(f"{where}: response action must be a mapping with name, match and do; "
@@ -141,7 +145,7 @@ def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str]) -> ActionSp
                       + (f"unknown `do` value {do!r}" if do is not None else "`do` is missing")
                       + f"; one of {', '.join(ACTIONS)}")
     params = _parse_with(i, item.get("with"), cls, label, loc, errors) if cls else {}
-    match = _parse_match(i, item.get("match"), label, loc, errors)
+    match = _parse_match(i, item.get("match"), label, loc, errors, ruleset)
     cooldown = 0.0
     try:
         cooldown = parse_duration(item.get("cooldown", 0))
@@ -188,7 +192,8 @@ def _parse_with(i: int, given: Any, cls: Any, label: str, loc: _Locator,
     return params
 
 
-def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str]) -> AlertMatch | None:
+def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str],
+                 ruleset: Any = None) -> AlertMatch | None:
     if given is None:
         errors.append(f"{loc.item(i)}: {label} needs a `match` block (rules, priority, tags, sources, "
                       "condition); an action never runs on every alert by accident")
@@ -229,7 +234,7 @@ def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str
                           "match.sources, so its fields can be checked against each source")
         else:
             conditions = _compile(condition, lists["sources"], loc.item(i, "match", "condition"),
-                                  label, errors)
+                                  label, errors, ruleset)
     if len(errors) > before:
         return None
     return AlertMatch(rules=lists["rules"], priority=str(priority) if priority is not None else None,
@@ -238,7 +243,7 @@ def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str
 
 
 def _compile(text: str, sources: tuple[str, ...], where: str, label: str,
-             errors: list[str]) -> dict[str, Any]:
+             errors: list[str], ruleset: Any = None) -> dict[str, Any]:
     from sensor.engine import compile_filter
 
     out = {}
@@ -248,7 +253,8 @@ def _compile(text: str, sources: tuple[str, ...], where: str, label: str,
                           "(they have no event); drop 'internal' from match.sources")
             continue
         try:
-            out[source] = compile_filter(text, source)
+            out[source] = compile_filter(text, source, lists=getattr(ruleset, "lists", None),
+                                         macros=getattr(ruleset, "macros", None))
         except Exception as e:  # the engine's errors vary by stage; all of them mean "fix the text"
             errors.append(f"{where}: {label}: match.condition does not compile for source "
                           f"{source}: {e}")

@@ -84,3 +84,30 @@ def test_condition_is_compiled_per_source(tmp_path):
     assert m.matches(alert({"ka.verb": "create"}, source="k8s_audit"))
     assert not m.matches(alert({"ka.verb": "get"}, source="k8s_audit"))
     assert not m.matches(alert({"ka.verb": "create"}, source="syscall"))
+
+
+def test_condition_may_use_the_rules_lists_and_macros(tmp_path):
+    from sensor.engine import load_rules
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("""
+- list: readers
+  items: [cat, less]
+- macro: reads_etc
+  condition: fd.name startswith /etc/
+""")
+    ruleset = load_rules([rules])
+    cfg = load_config(tmp_path, """
+response:
+  actions:
+    - name: c
+      match: {sources: [syscall], condition: "proc.name in (readers) and reads_etc"}
+      do: kill_process
+""")
+    (spec,) = parse_actions(cfg, ruleset)
+    assert spec.match.matches(alert({"proc.name": "less", "fd.name": "/etc/shadow"}))
+    assert not spec.match.matches(alert({"proc.name": "vim", "fd.name": "/etc/shadow"}))
+    assert not spec.match.matches(alert({"proc.name": "cat", "fd.name": "/tmp/x"}))
+    # without the rules, the macro is a name nobody defined: a load error naming the action
+    with pytest.raises(ConfigError, match=r"response action 'c': match\.condition does not compile"):
+        parse_actions(cfg)
