@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,15 @@ def compat_file(name: str) -> Path:
             pytest.fail(f"{p} is missing: the compatibility corpus must be beside the checkout")
         pytest.skip(f"{p} not present")
     return p
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a `falconet` child as Ctrl-C would (it flushes and prints its summary), killing it
+    only if it has not exited within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

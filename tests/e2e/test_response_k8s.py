@@ -5,7 +5,6 @@ on the request's pod through tests/fakes/kube_api.py; the records come out besid
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from conftest import interrupt
 
 from tests.fakes.kube_api import FakeKubeAPI
 
@@ -80,13 +80,7 @@ class Run:
                              f"stderr={err[-2000:]} stdout={self.lines[-5:]}")
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
         return self.proc.stderr.read() if self.proc.stderr else ""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import interrupt
 
 pytestmark = pytest.mark.ebpf
 
@@ -122,13 +123,7 @@ class LiveSensor:
                              timeout, f"response record for alert {alert_id}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
 
 
 @pytest.fixture
