@@ -35,6 +35,22 @@ def test_generate_refuses_unknown_actions() -> None:
     assert out.returncode == 2 and "unknown action(s): no-such-action" in out.stderr
 
 
+@pytest.mark.ebpf
+def test_generate_says_when_the_default_sensor_cannot_see_a_module_load() -> None:
+    # This kernel has no module support: no finit_module tracepoint, and by default the sensor
+    # skips what has none. The action still runs, and says how to make it visible.
+    from sensor.sources.syscall import has_tracepoint
+
+    out = falconet("generate", "--json", "load-kernel-module")
+    assert out.returncode == 0, out.stderr
+    (result,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert result["ok"] and result["rule"] == "Kernel module loaded"
+    if has_tracepoint("finit_module"):
+        assert "note" not in result
+    else:
+        assert "syscall.unimplemented_syscalls=capture" in result["note"]
+
+
 @pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(), reason="no kernel BTF")
 def test_capture_prints_the_final_bpf_program() -> None:
     out = falconet("capture", "--print-bpf", "-r", str(BUNDLED))
