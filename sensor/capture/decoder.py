@@ -323,6 +323,12 @@ class Decoder:
     def _net(self, sc: Syscall, c: Ctx, t: tuple) -> None:
         fdnum = render.s32(c.a[0])
         old = c.proc.fds.get(fdnum)
+        if old is not None and old.type in _SOCKETS and not t[I_XFLAGS] & X_HAVE_SOCK:
+            # The kernel found no socket behind that number: the entry is stale (closed, and the
+            # number free or reused by an open the kernel filtered).
+            del c.proc.fds[fdnum]
+            c.fd = None
+            return
         f = _socket_fd(fdnum, old, t, c.addr, sc.name)
         if f is not old and f is not None:
             c.proc.fds[fdnum] = f
@@ -392,7 +398,8 @@ class Decoder:
         c.fd = _current_fd(c.proc, render.s32(c.a[0]), t)
 
 
-_SOCKET_OR_PIPE = frozenset({"ipv4", "ipv6", "unix", "netlink", "pipe"})
+_SOCKETS = frozenset({"ipv4", "ipv6", "unix", "netlink"})
+_SOCKET_OR_PIPE = _SOCKETS | {"pipe"}
 
 
 def _current_fd(p: Process, num: int, t: tuple) -> Fd | None:

@@ -140,6 +140,26 @@ def test_a_reused_descriptor_number_is_not_taken_for_the_closed_file(capture: Ca
     assert chmods[0].fd.ino == chmods[1].fd.ino == other.stat().st_ino
 
 
+def test_a_reused_socket_number_is_not_taken_for_the_closed_socket(capture: Callable[..., Capture],
+                                                                   tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.write_text("x")
+    cap = capture({"socket", "connect", "openat"}, open_filter={(b"/nothing-wanted", False): 1})
+    code = ("import ctypes, os, socket, struct\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('127.0.0.1', 9))\n"
+            f"n = s.fileno()\ns.close()\nfd = os.open({str(other)!r}, os.O_RDONLY)\nassert fd == n\n"
+            "addr = struct.pack('<HH4s8x', socket.AF_INET, socket.htons(9), socket.inet_aton('127.0.0.1'))\n"
+            "assert ctypes.CDLL(None, use_errno=True).connect(fd, addr, len(addr)) == -1\n"
+            "print(os.getpid())")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    pid = int(out.stdout)
+    events = drain(cap, lambda evs: len([e for e in evs if e.type == "connect" and e.proc.pid == pid]) >= 2)
+    first, second = [e for e in events if e.type == "connect" and e.proc.pid == pid]
+    assert first.res == 0 and first.fd is not None and first.fd.name.endswith("->127.0.0.1:9")
+    assert second.res == -88                                  # ENOTSOCK: a file now has that number
+    assert second.fd is None or second.fd.type not in ("ipv4", "ipv6")
+
+
 def test_only_lexically_normal_paths_are_judged_in_the_kernel(capture: Callable[..., Capture],
                                                               tmp_path: Path) -> None:
     # A rule sees the normalized path, so "." and ".." components, "//" and a trailing '/' must
