@@ -189,18 +189,21 @@ static __always_inline char *fd_table(s64 fd, char **files) {
     return fdt;
 }
 
-// The struct file behind fd `fd` of the current task, or NULL. bpf_probe_read_kernel, about
-// 80 ns a call, only where the type is lost (fdt->fd is a pointer to pointers: a scalar).
-static __always_inline void *fd_file(s64 fd) {
-    char *files;
-    char *fdt = fd_table(fd, &files);
-    if (!fdt)
-        return 0;
+// The struct file in slot `fd` of fd table `fdt`, or NULL. bpf_probe_read_kernel, about 80 ns
+// a call, only where the type is lost (fdt->fd is a pointer to pointers: a scalar).
+static __always_inline void *fdt_file(char *fdt, s64 fd) {
     void **fdarray = *(void ***)(fdt + OFF_FDT_FD);
     void *file = 0;
     if (fdarray)
         bpf_probe_read_kernel(&file, sizeof(file), &fdarray[fd]);
     return file;
+}
+
+// The struct file behind fd `fd` of the current task, or NULL.
+static __always_inline void *fd_file(s64 fd) {
+    char *files;
+    char *fdt = fd_table(fd, &files);
+    return fdt ? fdt_file(fdt, fd) : 0;
 }
 
 // The type bits of the inode behind fd `fd` (the current task's), or 0. While a process has
@@ -221,7 +224,7 @@ static __always_inline u16 fd_imode(s64 fd) {
     if (!fdt)
         return 0;
     if (*(u32 *)(fdt + OFF_FDT_MAX_FDS) > 64)     // the table has grown out of files_struct
-        return kread_u16(kread_ptr(fd_file(fd), OFF_FILE_INODE), OFF_INODE_MODE);
+        return kread_u16(kread_ptr(fdt_file(fdt, fd), OFF_FILE_INODE), OFF_INODE_MODE);
     char *file = FDA64();
     if (!file)
         return 0;
@@ -403,7 +406,6 @@ static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
             n = MAX_STR;
         off = n;
     }
-    void *file = 0;
 
     fill_header(r, K_SYSCALL, nr);
     r->res = ret;
@@ -424,8 +426,7 @@ static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
     __builtin_memset(r->laddr_raw, 0, 16);
     __builtin_memset(r->raddr_raw, 0, 16);
     if (sp->filefd != FD_NONE) {
-        if (!file)
-            file = fd_file(sp->filefd == FD_RES ? ret : (s64)(int)args[0]);
+        void *file = fd_file(sp->filefd == FD_RES ? ret : (s64)(int)args[0]);
         if (file)
             fill_file(r, file);
     }
@@ -505,9 +506,9 @@ static __always_inline int on_exit(u32 nr, s64 ret, const u64 *in_args) {
     return 0;
 }
 
-// close: the hottest base-set syscall, and nearly always of a descriptor nobody was told about
-// (its open was filtered). That test comes first and needs only the fd; the sensor's own closes
-// fail it too, since its own opens are never sent.
+// close (attached only when a rule names it): nearly always of a descriptor nobody was told
+// about (its open was filtered). That test comes first and needs only the fd; the sensor's own
+// closes fail it too, since its own opens are never sent.
 int sys_exit_closes_fd(void *ctx) {
     char *regs = (char *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
     if (!regs)
@@ -520,8 +521,8 @@ int sys_exit_closes_fd(void *ctx) {
     return on_exit(*(int *)(ctx + 8), *(long *)(ctx + 16), 0);
 }
 
-// Per-syscall tracepoints: one program each side, attached to every syscall the rules need.
-// Every syscall tracepoint, exit side. Only constant offsets into the context are allowed.
+// Every other sys_exit_* tracepoint the rules need. Only constant offsets into the context are
+// allowed.
 int sys_exit(void *ctx) {
     u32 nr = *(int *)(ctx + 8);
     s64 ret = *(long *)(ctx + 16);
