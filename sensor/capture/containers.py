@@ -160,7 +160,11 @@ def apply_inspect(c: Container, doc: dict) -> None:
     started = (doc.get("State") or {}).get("StartedAt")
     if started:
         c.start_ts = _parse_time_ns(started)
-    labels = cfg.get("Labels") or {}
+    _pod_from_labels(c, cfg.get("Labels") or {})
+
+
+def _pod_from_labels(c: Container, labels: dict) -> None:
+    # The kubelet's labels on every container it starts, whatever the runtime.
     c.pod_name = labels.get("io.kubernetes.pod.name") or c.pod_name
     c.pod_namespace = labels.get("io.kubernetes.pod.namespace") or c.pod_namespace
     c.pod_uid = labels.get("io.kubernetes.pod.uid") or c.pod_uid
@@ -195,9 +199,7 @@ def apply_crio_info(c: Container, doc: dict) -> None:
     created = doc.get("created_time")
     if isinstance(created, int) and created > 0:
         c.start_ts = created
-    c.pod_name = labels.get("io.kubernetes.pod.name") or c.pod_name
-    c.pod_namespace = labels.get("io.kubernetes.pod.namespace") or c.pod_namespace
-    c.pod_uid = labels.get("io.kubernetes.pod.uid") or c.pod_uid
+    _pod_from_labels(c, labels)
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:

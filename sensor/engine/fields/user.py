@@ -5,8 +5,7 @@ for a host process, /proc/<pid>/root/etc/passwd for a process in a container (th
 users; through a live ancestor in the same container when the process has already exited).
 Lookups are cached per (container, file, id) in a small bounded cache; a read failure (no process
 of the container is left) is not cached, so the next event of the same container can still find
-the name. The
-files are read directly, never through NSS, so a lookup cannot block on LDAP or DNS.
+the name. The files are read directly, never through NSS, so a lookup cannot block on LDAP or DNS.
 
 user.uid is the effective uid, which is what Falco's driver reports for a process.
 """
