@@ -17,8 +17,8 @@ Needs root and eBPF.
 - memory: the sensor's RSS with the bundled rules, and with Falco's official syscall rules added
   (../shared/compat), after the workloads; goal <= 100 MiB.
 
-    sudo .venv/bin/python bench/overhead.py            # the full run, several minutes
-    sudo .venv/bin/python bench/overhead.py --quick    # a smoke run; figures are not meaningful
+    .venv/bin/python bench/overhead.py            # the full run, several minutes
+    .venv/bin/python bench/overhead.py --quick    # a smoke run; figures are not meaningful
 """
 
 from __future__ import annotations

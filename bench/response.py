@@ -8,7 +8,7 @@ the pipe, the signal and reaping cost without the sensor. A third figure times t
 in this process (ResponseWorker.submit() to the record of the signal sent), which splits the total
 into capture + rules and response.
 
-    sudo .venv/bin/python bench/response.py [--runs 200]
+    .venv/bin/python bench/response.py [--runs 200]
 """
 
 from __future__ import annotations
