@@ -1,8 +1,9 @@
 """Definitions → compiled rules (Falco's rule_loader_compiler): lists flattened, macros parsed,
 conditions parsed, exceptions added, macros expanded, fields and operators checked, outputs compiled.
 
-Each rule's condition is checked once here by generating its Python expression; the per-event-type
-functions the ruleset runs are generated from the same trees (ruleset.py).
+Every rule's condition is validated by generating and compiling the Python that evaluates it, with
+the generator the ruleset uses for its per-event-type functions (codegen.py), so a rule that loads
+compiles; whatever the generator cannot handle is an error here, with the rule's file and line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sensor.engine.collector import Collection, RuleDef
 from sensor.engine.fields import SOURCES, resolve
 from sensor.engine.formatter import Output, OutputError, OutputField, parse_output
 from sensor.engine.parser import RuleSyntaxError, parse_condition
-from sensor.engine.passes import CompileError, TypeSet
+from sensor.engine.passes import CompileError, Problem, TypeSet
 from sensor.engine.reader import Item
 from sensor.errors import Diagnostic, DiagnosticList, Location
 from sensor.event import PRIORITIES
@@ -78,6 +79,7 @@ class RuleCompiler:
         self.extra_output = extra_output
         self.lists: dict[str, list[str]] = {}
         self.macros: dict[str, ast.Node] = {}
+        self.expander = passes.Macros(self.macros)
         self.broken_macros: set[str] = set()
         self.used_lists: set[str] = set()
         self.used_macros: set[str] = set()
@@ -145,7 +147,7 @@ class RuleCompiler:
             used_macros: set[str] = set()
             # Macro bodies had their lists resolved when they were compiled: resolving again
             # would expand a list item that merely shares a later list's name.
-            tree = passes.expand_macros(tree, self.macros, used_macros)
+            tree = self.expander.expand(tree, used_macros)
         except CompileError as e:
             self._err("LOAD_ERR_COMPILE_CONDITION", e.message, item.loc,
                       _cond_location(item, "condition", e.pos), snippet=rd.condition)
@@ -154,17 +156,16 @@ class RuleCompiler:
         if rd.source not in SOURCES:
             self._warn("LOAD_UNKNOWN_SOURCE", f"Unknown source {rd.source}, skipping", item.loc)
             return None
+        tree = passes.fold(tree)
         try:
-            Codegen(rd.source).expr(passes.fold(tree))
+            validate(rd.source, tree)
         except CompileError as e:
-            unknown = "nonexistent field" in e.message
-            if unknown and rd.skip_if_unknown_filter:
+            if e.kind is Problem.UNKNOWN_FIELD and rd.skip_if_unknown_filter:
                 self._warn("LOAD_UNKNOWN_FILTER", f"{e.message}; skipping rule (skip-if-unknown-filter)", item.loc)
                 return None
             self._err("LOAD_ERR_COMPILE_CONDITION", e.message, item.loc,
                       _cond_location(item, "condition", e.pos), snippet=rd.condition)
             return None
-        tree = passes.fold(tree)
         types = passes.event_types(tree)
         if rd.source == "syscall" and rd.warn_evttypes and not types.only:
             self._warn("LOAD_NO_EVTTYPE", "Rule matches too many evt.type values. This has a significant "
@@ -197,14 +198,15 @@ class RuleCompiler:
             out=Output(parts, extra, static), order=rd.order, item=item,
             macros=sorted(used_macros), lists=sorted(used_lists), exceptions=rd.exceptions)
 
-    def _mark_macros(self, refs: set[str], seen: set[str] | None = None) -> None:
-        seen = seen if seen is not None else set()
-        for r in refs:
-            if r in seen or r not in self.macros:
+    def _mark_macros(self, refs: set[str]) -> None:
+        """Count `refs` and every macro they reach as used (iteratively: chains may be long)."""
+        pending = list(refs)
+        while pending:
+            r = pending.pop()
+            if r in self.used_macros or r not in self.macros:
                 continue
-            seen.add(r)
             self.used_macros.add(r)
-            self._mark_macros(passes.macro_refs(self.macros[r]), seen)
+            pending.extend(passes.macro_refs(self.macros[r]))
 
 
 # -- exceptions ----------------------------------------------------------------------------------
@@ -214,9 +216,9 @@ def _lhs(text: str) -> ast.Node:
     try:
         node = parse_condition(f"{text} exists")
     except RuleSyntaxError as e:
-        raise CompileError(f"invalid exception field '{text}': {e.message}") from None
+        raise CompileError(f"invalid exception field '{text}': {e.message}", kind=Problem.EXCEPTION) from None
     if not isinstance(node, ast.UnaryCheck):
-        raise CompileError(f"invalid exception field '{text}'")
+        raise CompileError(f"invalid exception field '{text}'", kind=Problem.EXCEPTION)
     return node.left
 
 
@@ -247,11 +249,12 @@ def build_exceptions(exceptions: list[dict[str, Any]], source: str) -> ast.Node 
         values = ex.get("values") or []
         comps = ex.get("comps")
         if fields_ is None:
-            raise CompileError(f"exception '{name}' has no fields")
+            raise CompileError(f"exception '{name}' has no fields", kind=Problem.EXCEPTION)
         if isinstance(fields_, str):
             comp = comps if isinstance(comps, str) else "in"
             if comps is not None and not isinstance(comps, str):
-                raise CompileError(f"exception '{name}': with a single field, comps must be a single operator")
+                raise CompileError(f"exception '{name}': with a single field, comps must be a single operator",
+                                   kind=Problem.EXCEPTION)
             if not values:
                 continue
             left = _lhs(fields_)
@@ -261,16 +264,18 @@ def build_exceptions(exceptions: list[dict[str, Any]], source: str) -> ast.Node 
                 alts.extend(ast.BinaryCheck(left, comp, ast.Value(_scalar(v))) for v in values)
             continue
         if not isinstance(fields_, list) or not fields_:
-            raise CompileError(f"exception '{name}': fields must be a field name or a list of them")
+            raise CompileError(f"exception '{name}': fields must be a field name or a list of them",
+                               kind=Problem.EXCEPTION)
         if comps is None:
             comps = ["="] * len(fields_)
         if isinstance(comps, str) or len(comps) != len(fields_):
-            raise CompileError(f"exception '{name}': fields and comps lists must have the same length")
+            raise CompileError(f"exception '{name}': fields and comps lists must have the same length",
+                               kind=Problem.EXCEPTION)
         lefts = [_lhs(str(f)) for f in fields_]
         for tup in values:
             if not isinstance(tup, list) or len(tup) != len(fields_):
                 raise CompileError(f"exception '{name}': each value must be a list with one item per field "
-                                   f"({len(fields_)})")
+                                   f"({len(fields_)})", kind=Problem.EXCEPTION)
             checks = [ast.BinaryCheck(lf, str(c), _rhs(v, str(c))) for lf, c, v in
                       zip(lefts, comps, tup, strict=True)]
             alts.append(checks[0] if len(checks) == 1 else ast.And(tuple(checks)))
@@ -279,32 +284,40 @@ def build_exceptions(exceptions: list[dict[str, Any]], source: str) -> ast.Node 
     return alts[0] if len(alts) == 1 else ast.Or(tuple(alts))
 
 
-# -- conditions outside rule files ---------------------------------------------------------------
+# -- validation and conditions outside rule files ------------------------------------------------
+
+def validate(source: str, tree: ast.Node) -> None:
+    """Generate and compile the Python that evaluates `tree` (folded); raise CompileError if that
+    cannot be done. The ruleset's per-type functions come from the same generator."""
+    Codegen(source).function([(0, tree)], name="<condition>")
+
+
+@dataclass
+class _FilterRule:
+    source: str
+    node: ast.Node
+    types: TypeSet
+
 
 def compile_filter(text: str, source: str = "syscall", lists: Mapping[str, list[str]] | None = None,
                    macros: Mapping[str, ast.Node] | None = None) -> Callable[[Any], bool]:
-    """Compile one condition into `fn(event) -> bool` (for response matching and tools).
+    """Compile one condition into `fn(event) -> bool` (for response matching and tools): a ruleset
+    of one rule, indexed and compiled as loaded rules are.
 
     Raises RuleSyntaxError or CompileError. Lists and macros from a loaded ruleset may be given.
     """
+    from sensor.engine.ruleset import RuleIndex
+
     tree = parse_condition(text)
     tree = passes.resolve_lists(tree, lists or {})
     tree = passes.fold(passes.expand_macros(tree, macros or {}))
-    gen = Codegen(source, "value")
-    body = gen.expr(tree)
-    src = f"def _filter(e):\n    _g = e.value\n    return bool({_value_accessors(gen, body)})\n"
-    ns = dict(gen.ns)
-    exec(compile(src, "<filter>", "exec"), ns)
-    return ns["_filter"]   # type: ignore[no-any-return]
+    if source not in SOURCES:
+        raise CompileError(f"unknown event source '{source}'", kind=Problem.UNKNOWN_FIELD)
+    validate(source, tree)
+    index = RuleIndex([_FilterRule(source, tree, passes.event_types(tree))])
+    match = index.match
 
+    def matches(event: Any) -> bool:
+        return bool(match(event))
 
-def _value_accessors(gen: Codegen, body: str) -> str:
-    """Field placeholders → `_g(field, arg)` (works for every event kind)."""
-    import re
-
-    def sub(m: re.Match[str]) -> str:
-        use = gen.fields[m.group(1)]
-        arg = gen.const(use.arg) if use.arg is not None else "None"
-        return f"_g({gen.const(use.field.name)}, {arg})"
-
-    return re.sub(r"@([^@]+)@", sub, body)
+    return matches
