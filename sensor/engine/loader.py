@@ -12,8 +12,10 @@ from sensor.engine.collector import Collector, RuleDef, parse_priority
 from sensor.engine.compiler import Compiled, CompiledRule, RuleCompiler
 from sensor.engine.reader import read_file
 from sensor.engine.ruleset import Ruleset
-from sensor.errors import Diagnostic, DiagnosticList, Location
+from sensor.errors import Diagnostic, DiagnosticList, Location, RulesLoadError
 from sensor.event import PRIORITIES
+
+__all__ = ["FileResult", "LoadOptions", "RulesLoadError", "expand_paths", "load_rules"]
 
 
 @dataclass
@@ -47,16 +49,6 @@ class FileResult:
         return {"errors": [d.as_json() for d in self.errors], "name": self.name,
                 "schema_valid": True, "schema_warnings": [], "successful": self.successful,
                 "warnings": [d.as_json() for d in self.warnings]}
-
-
-class RulesLoadError(Exception):
-    """Rule files that do not load: every error (file, line, item), and the warnings."""
-
-    def __init__(self, errors: list[Diagnostic], warnings: list[Diagnostic], results: list[FileResult]) -> None:
-        self.errors = errors
-        self.warnings = warnings
-        self.results = results
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
