@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert
 
 EVENT_DROP = "Falconet internal: {source} event drop"
 RELOAD_FAILED = "Falconet internal: rules reload failed"
