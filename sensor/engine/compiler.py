@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sensor.alert import Priority
 from sensor.engine import ast, passes
 from sensor.engine.codegen import Codegen
 from sensor.engine.collector import Collection, RuleDef
@@ -21,7 +22,6 @@ from sensor.engine.parser import RuleSyntaxError, parse_condition
 from sensor.engine.passes import CompileError, Problem, TypeSet
 from sensor.engine.reader import Item
 from sensor.errors import Diagnostic, DiagnosticList, Location
-from sensor.event import PRIORITIES
 
 
 @dataclass
@@ -30,7 +30,7 @@ class CompiledRule:
 
     name: str
     desc: str
-    priority: str
+    priority: Priority
     source: str
     tags: list[str]
     enabled: bool
@@ -44,10 +44,6 @@ class CompiledRule:
     macros: list[str] = field(default_factory=list)
     lists: list[str] = field(default_factory=list)
     exceptions: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def priority_num(self) -> int:
-        return PRIORITIES.index(self.priority)
 
 
 @dataclass

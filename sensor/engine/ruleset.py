@@ -13,11 +13,11 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sensor.alert import Alert
 from sensor.engine import ast, passes
 from sensor.engine.access import access_for
 from sensor.engine.codegen import Codegen, Program
 from sensor.errors import Diagnostic
-from sensor.event import Alert
 
 if TYPE_CHECKING:
     from sensor.engine.compiler import CompiledRule
