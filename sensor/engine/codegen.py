@@ -250,6 +250,13 @@ class Codegen:
             f, arg = self.resolve_field(node)
             multi = f.is_list or f.multi or (f.arg == "index" and arg is None and not f.arg_required)
             return _Side(self._read(f, arg), f.type, multi, f.is_list, f.multi)
+        if isinstance(node, ast.Transform) and node.op == "val" and isinstance(node.item, ast.FieldRef):
+            return self.lhs(node.item)          # val(field) on the left reads the field
+        if isinstance(node, ast.Call):
+            call = _CALLS.get(node.op)
+            if call is None:
+                raise CompileError(f"unknown transformer '{node.op}'", node.pos, Problem.TRANSFORMER)
+            return call(self, node)
         if isinstance(node, ast.Transform):
             handler = _TRANSFORMERS.get(node.op)
             if handler is None:
@@ -272,6 +279,31 @@ class Codegen:
             return _Side(f"_whole({fn}, {inner.text})", "UINT64", False, False, False)
         return _Side(f"_map({fn}, {inner.text})", "UINT64", inner.multi, False, inner.either)
 
+    def _operand(self, node: ast.Node) -> str:
+        """One operand of join/concat: a field or transformer, or a literal (concat's strings)."""
+        if isinstance(node, ast.Value):
+            return self.const(node.text)
+        return self.lhs(node).text
+
+    def _join(self, node: ast.Call) -> _Side:
+        sep = node.args[0]
+        assert isinstance(sep, ast.Value)
+        items = ", ".join(self._operand(a) for a in node.args[1:])
+        return _Side(f"_join({self.const(sep.text)}, ({items},))", "CHARBUF", False, False, False)
+
+    def _concat(self, node: ast.Call) -> _Side:
+        items = ", ".join(self._operand(a) for a in node.args)
+        return _Side(f"_concat(({items},))", "CHARBUF", False, False, False)
+
+    def _getopt(self, node: ast.Call) -> _Side:
+        args, opts = node.args
+        assert isinstance(opts, ast.Value)
+        inner = self.lhs(args)
+        if not is_textual(inner.type):
+            raise CompileError(f"transformer 'getopt' is not supported on fields of type {inner.type}",
+                               node.pos, Problem.TRANSFORMER)
+        return _Side(f"_getopt({inner.text}, {self.const(opts.text)})", "CHARBUF", True, True, False)
+
     # -- comparisons ------------------------------------------------------------------------------
 
     def _binary(self, n: ast.BinaryCheck) -> str:
@@ -281,7 +313,9 @@ class Codegen:
         if op not in OPS_BY_KIND[kind]:
             raise CompileError(f"operator '{n.op}' is not supported by field '{ast.to_text(n.left)}' of type "
                                f"{left.type}", n.pos, Problem.OPERATOR)
-        if isinstance(n.right, ast.Transform):
+        if n.modifier is not None:
+            return self._modified(n, left, op, kind)
+        if isinstance(n.right, (ast.Transform, ast.Call)):
             return self._field_rhs(n, left, op)
         if left.multi:
             # fd.ip/fd.net/fd.port hold both sides of a connection: `!=` means neither side equals.
@@ -294,15 +328,37 @@ class Codegen:
             return f"({self._test(op, kind, left.type, n.right, left.text)})"
         return f"((_v := {left.text}) is not None and {self._test(op, kind, left.type, n.right, '_v')})"
 
+    def _modified(self, n: ast.BinaryCheck, left: _Side, op: str, kind: str) -> str:
+        """`f op anyof|allof|oneof (a, b, ...)`: `f op a or f op b`, `... and ...`, or exactly one."""
+        right = n.right
+        if not isinstance(right, ast.ListValue):
+            raise CompileError(f"modifier '{n.modifier}' expects a list", right.pos, Problem.OPERATOR)
+        items = right.items
+        distinct = len(set(items)) == len(items)
+        if op == "=" and kind != "net" and (n.modifier == "anyof" or (n.modifier == "oneof" and distinct)):
+            body = self._test("in", kind, left.type, right, "_x")
+        else:
+            tests = [self._test(op, kind, left.type, ast.Value(i, pos=right.pos), "_x") for i in items]
+            if n.modifier == "anyof":
+                body = " or ".join(f"({t})" for t in tests) or "False"
+            elif n.modifier == "allof":
+                body = " and ".join(f"({t})" for t in tests) or "True"
+            else:
+                body = f"({' + '.join(f'({t})' for t in tests) or '0'}) == 1"
+        lam = self._lambda("_x", body)
+        if left.multi:
+            which = "_all" if left.is_list and n.modifier == "allof" else "_any"
+            return f"((_v := {left.text}) is not None and {which}({lam}, _v))"
+        return f"((_v := {left.text}) is not None and {lam}(_v))"
+
     def _field_rhs(self, n: ast.BinaryCheck, left: _Side, op: str) -> str:
         """A comparison with another field's value: `proc.name = val(proc.pname)`."""
         r = n.right
-        assert isinstance(r, ast.Transform)
         test = _FIELD_TESTS.get(op)
         if test is None:
             raise CompileError(f"operator '{n.op}' cannot compare with a field value", n.pos, Problem.OPERATOR)
         sure = set(self._sure)       # the right side is read only when the left has a value
-        if r.op == "val":
+        if isinstance(r, ast.Transform) and r.op == "val":
             if not isinstance(r.item, ast.FieldRef):
                 raise CompileError("'val' takes a field", r.pos, Problem.TRANSFORMER)
             f, arg = self.resolve_field(r.item)
@@ -349,6 +405,10 @@ class Codegen:
 _EXPR: dict[type, Callable[[Codegen, Any], str]] = {
     ast.And: Codegen._and, ast.Or: Codegen._or, ast.Not: Codegen._not, ast.Const: Codegen._const,
     ast.UnaryCheck: Codegen._unary, ast.BinaryCheck: Codegen._binary, ast.Ident: Codegen._ident,
+}
+
+_CALLS: dict[str, Callable[[Codegen, ast.Call], _Side]] = {
+    "join": Codegen._join, "concat": Codegen._concat, "getopt": Codegen._getopt,
 }
 
 _TRANSFORMERS: dict[str, Callable[[Codegen, ast.Transform, _Side], _Side]] = {

@@ -123,12 +123,65 @@ def in_net(nets: tuple[tuple[int, int, int], ...], v: Any) -> bool:
     return False
 
 
+def join_values(sep: str, values: tuple[Any, ...]) -> str | None:
+    """join(SEP, (a, b, ...)): every value (each value of a multi-valued field) as text, joined by
+    SEP; operands with no value are left out, and nothing at all is no value."""
+    parts: list[str] = []
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, (list, tuple)):
+            parts.extend(str(x) for x in v if x is not None)
+        else:
+            parts.append(str(v))
+    return sep.join(parts) if parts else None
+
+
+def concat_values(values: tuple[Any, ...]) -> str | None:
+    """concat(a, "x", b): the operands as text, one after the other; no value if one has none."""
+    parts: list[str] = []
+    for v in values:
+        if v is None:
+            return None
+        parts.append("".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+    return "".join(parts)
+
+
+def getopt_values(args: Any, optstring: str) -> list[str] | None:
+    """getopt(ARGS, "nt:"): the options of `optstring` that the arguments carry, in order, read as
+    glibc's getopt(3) does (options may follow operands; `--` ends them; `t:` takes an argument,
+    attached or the next word)."""
+    if args is None:
+        return None
+    words = args.split() if isinstance(args, str) else [str(a) for a in args]
+    found: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        i += 1
+        if w == "--":
+            break
+        if len(w) < 2 or w[0] != "-" or w[1] == "-":
+            continue
+        for j, c in enumerate(w[1:], 1):
+            k = optstring.find(c)
+            if c == ":" or k < 0:
+                continue
+            found.append(c)
+            if optstring[k + 1:k + 2] == ":":
+                if j == len(w) - 1:
+                    i += 1           # the argument is the next word
+                break                # the rest of this word is the argument
+    return found or None
+
+
 TRANSFORMS: dict[str, Callable[[Any], Any]] = {"tolower": tolower, "toupper": toupper, "b64": b64,
                                                "basename": basename, "len": length}
 
 # Names every generated matcher may use, bound once into its namespace.
 RUNTIME: dict[str, Any] = {"_any": any_of, "_all": all_of, "_bytes": as_bytes, "_pmatch": pmatch,
-                           "_in_net": in_net, "_map": map_values, "_whole": whole}
+                           "_in_net": in_net, "_map": map_values, "_whole": whole, "_join": join_values,
+                           "_concat": concat_values, "_getopt": getopt_values}
 
 
 def glob_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:

@@ -46,23 +46,24 @@ class CompileError(ValueError):
 # -- lists ----------------------------------------------------------------------------------------
 
 def resolve_lists(node: ast.Node, lists: Mapping[str, list[str]], used: set[str] | None = None) -> ast.Node:
-    """Substitute list names on the right of `in`, `intersects` and `pmatch` with their items.
+    """Substitute list names on the right of `in`, `intersects`, `pmatch` and of the modified
+    operators (`= oneof`, `startswith anyof`, ...) with their items.
 
     `lists` holds already-flattened lists (a list naming a list defined before it was expanded when
     it was defined). A name that is no list stays a one-item literal, as Falco reads it.
     """
 
     def fix(n: ast.Node) -> ast.Node | None:
-        if not (isinstance(n, ast.BinaryCheck) and n.op in LIST_OPS):
+        if not (isinstance(n, ast.BinaryCheck) and (n.op in LIST_OPS or n.modifier)):
             return None
         r = n.right
         if isinstance(r, ast.Value):
             items = _expand_items((r.text,), lists, used)
-            return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), pos=n.pos)
+            return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), n.modifier, pos=n.pos)
         if isinstance(r, ast.ListValue):
             items = _expand_items(r.items, lists, used)
             if items != r.items:
-                return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), pos=n.pos)
+                return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), n.modifier, pos=n.pos)
         return None
 
     return ast.transform(node, fix)
@@ -274,9 +275,15 @@ def fold(node: ast.Node) -> ast.Node:
 # -- event types ----------------------------------------------------------------------------------
 
 def _is_evt_type(n: ast.Node) -> bool:
-    return (isinstance(n, ast.BinaryCheck) and isinstance(n.left, ast.FieldRef)
+    if not (isinstance(n, ast.BinaryCheck) and isinstance(n.left, ast.FieldRef)
             and n.left.name == "evt.type" and n.left.arg is None
-            and n.op in ("=", "==", "!=", "in") and isinstance(n.right, (ast.Value, ast.ListValue)))
+            and isinstance(n.right, (ast.Value, ast.ListValue))):
+        return False
+    if n.modifier is not None:       # `evt.type = anyof (a, b)` restricts as `in` does
+        items = n.right.items if isinstance(n.right, ast.ListValue) else ()
+        distinct = len(set(items)) == len(items)      # `= oneof (a, a)` never holds
+        return n.op in ("=", "==") and (n.modifier == "anyof" or (n.modifier == "oneof" and distinct))
+    return n.op in ("=", "==", "!=", "in")
 
 
 def _type_values(n: ast.BinaryCheck) -> frozenset[str]:

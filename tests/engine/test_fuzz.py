@@ -46,8 +46,15 @@ def field(rnd: random.Random, out: Path) -> str:
     if rnd.random() < 0.3:
         return f"proc.env[{quoted(hostile(rnd, out))}]"
     f = rnd.choice(FIELDS)
-    if rnd.random() < 0.2:
+    r = rnd.random()
+    if r < 0.2:
         f = f"{rnd.choice(TRANSFORMERS)}({f})"
+    elif r < 0.25:
+        f = f"join({value(rnd, out)}, ({f}, {rnd.choice(FIELDS)}))"
+    elif r < 0.3:
+        f = f"concat({f}, {quoted(hostile(rnd, out))}, {rnd.choice(FIELDS)})"
+    elif r < 0.33:
+        f = f"getopt({f}, {quoted(hostile(rnd, out))})"
     return f
 
 
@@ -58,6 +65,9 @@ def check(rnd: random.Random, out: Path) -> str:
         return f"{left} exists"
     if op in ("in", "intersects", "pmatch"):
         return f"{left} {op} ({', '.join(value(rnd, out) for _ in range(rnd.randint(0, 3)))})"
+    if rnd.random() < 0.15:
+        items = ", ".join(value(rnd, out) for _ in range(rnd.randint(0, 3)))
+        return f"{left} {op} {rnd.choice(['oneof', 'anyof', 'allof'])} ({items})"
     if rnd.random() < 0.1:
         return f"{left} {op} val({rnd.choice(FIELDS)})"
     return f"{left} {op} {value(rnd, out)}"
