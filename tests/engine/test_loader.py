@@ -390,7 +390,7 @@ def test_exception_errors(tmp_path: Path) -> None:
           fields: [proc.name, proc.pname]
           values: [[only_one]]
     """)
-    with pytest.raises(RulesLoadError, match="one item per field"):
+    with pytest.raises(RulesLoadError, match="fields and values lists must have equal length"):
         load_rules([p])
 
 
