@@ -433,7 +433,7 @@ def test_unknown_source_is_skipped_with_a_warning(tmp_path: Path) -> None:
     assert rs.rules == [] and rs.warnings[0].code == "LOAD_UNKNOWN_SOURCE"
 
 
-@pytest.mark.parametrize("version,ok", [("0.57.0", True), ("0.10.0", True), (15, True), ("0.58.0", False),
+@pytest.mark.parametrize("version,ok", [("0.62.0", True), ("0.10.0", True), (15, True), ("0.63.0", False),
                                         ("1.0.0", False), (999, False), ("x.y", False)])
 def test_required_engine_version(tmp_path: Path, version: Any, ok: bool) -> None:
     p = write(tmp_path, f"- required_engine_version: {version}\n")
