@@ -240,3 +240,15 @@ def test_a_five_megabyte_string_loads_in_bounded_memory(tmp_path: Path) -> None:
     r, peak = _peak_rss_mb("-V", str(rules))
     assert r.returncode == 0 and f"{rules}: Ok" in r.stdout
     assert peak < 250, f"{peak} MiB"        # 1.2 GB before the lexer stopped backtracking per character
+
+
+def test_schema_warnings_do_not_fail_validation(tmp_path: Path) -> None:
+    rules = tmp_path / "capture.yaml"
+    rules.write_text("- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: Warning\n"
+                     "  capture: 'yes'\n")
+    r = falconet("-V", str(rules))
+    assert r.returncode == 0 and f"{rules}: Ok" in r.stdout
+    assert f"schema warning: {rules}:6:12: rule 'r': value of 'capture' must be a boolean" in r.stdout
+    r = falconet("rules", "validate", "--json", str(rules))
+    (res,) = json.loads(r.stdout)["falco_load_results"]
+    assert res["successful"] is True and res["schema_valid"] is False and len(res["schema_warnings"]) == 1
