@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from fakes.forward import EventTime, ForwardReceiver
+from fakes.forward import EventTime, ForwardReceiver, Security, TlsTransport
 from fakes.tls import make_tls_files
 
 from sensor.outputs.spool import DiskSpool
@@ -125,8 +125,9 @@ def test_every_alert_arrives_through_fluentd_restarts_and_a_sensor_sigkill(tmp_p
     audit = tmp_path / "audit.log"
     audit.touch()
     state = tmp_path / "state"
-    rx = ForwardReceiver(shared_key="fluent-key", self_hostname="fluentd-aggregator",
-                         tls=tls.server_context(require_client_cert=True)).start()
+    rx = ForwardReceiver(security=Security("fluent-key", "fluentd-aggregator"),
+                         transport=TlsTransport(cert_path=str(tls.server_cert), private_key_path=str(tls.server_key),
+                                                ca_path=str(tls.ca), client_cert_auth=True)).start()
     sensor_args = (
         "-r", str(rules), "-o", "syscall.enabled=false", "-o", f"k8s_audit.files=[{audit}]",
         "-o", f"state_dir={state}", "-o", "webserver.enabled=false", "-o", "stdout_output.enabled=false",
