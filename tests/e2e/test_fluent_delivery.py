@@ -401,3 +401,46 @@ def test_the_labs_transport_delivers_every_alert(tmp_path: Path) -> None:
     # No handshake refused, no TLS session left without close_notify, nothing malformed.
     assert rx.errors == []
     assert list((state / "spool" / "fluent").glob("*.seg")) == []
+
+
+# -- a capture sent through the pipeline again: `falconet replay --outputs` -------------------------
+
+
+def replay(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    return subprocess.run([FALCONET, "replay", str(tmp_path / "capture.jsonl"), "-r", str(rules), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_replay_with_outputs_delivers_a_capture_to_fluentd(tmp_path: Path) -> None:
+    total = 300
+    (tmp_path / "capture.jsonl").write_text("".join(audit_line(i) for i in range(total)))
+    state = tmp_path / "state"
+    with ForwardReceiver(security=Security("k", "fluentd")) as rx:
+        done = replay(tmp_path, "--outputs", "-o", "stdout_output.enabled=false", "-o", f"state_dir={state}",
+                      "-o", "fluent_output.enabled=true", "-o", f"fluent_output.port={rx.port}",
+                      "-o", "fluent_output.shared_key=k", "-o", "hostname=replayer")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ""                            # stdout_output is off: nothing printed
+    assert sorted(audit_id(r.record) for r in alerts(rx)) == [f"audit-{i:05d}" for i in range(total)]
+    assert {r.record["host"]["name"] for r in alerts(rx)} == {"replayer"}
+    assert list((state / "spool" / "fluent").glob("*.seg")) == []
+    assert re.search(rf"Events detected: {total}; events processed: {total}; drops: 0 events, 0 alerts",
+                     done.stderr), done.stderr
+
+
+def test_replay_refuses_output_overrides_it_would_ignore(tmp_path: Path) -> None:
+    (tmp_path / "capture.jsonl").write_text(audit_line(1))
+    with ForwardReceiver() as rx:
+        for override in (f"fluent_output.port={rx.port}", "fluent_output={enabled: true}",
+                         "stdout_output.enabled=false", "outputs_queue.capacity=5"):
+            done = replay(tmp_path, "-o", "fluent_output.enabled=true", "-o", override)
+            assert done.returncode == 3, done.stderr
+            assert done.stderr.strip() == ("falconet: error: -o fluent_output.enabled=true: replay prints the "
+                                           "alerts and runs no output (add --outputs to send them through the "
+                                           "configured outputs)"), done.stderr
+            assert done.stdout == ""
+        printed = replay(tmp_path, "--json")             # printing alone still works, as before
+        assert printed.returncode == 0 and json.loads(printed.stdout)["rule"] == "ConfigMap created"
+    assert rx.received == [] and rx.connections == 0
