@@ -389,16 +389,21 @@ class ForwardReceiver:
                 conn.settimeout(None)
                 with self._lock:
                     self.tls_versions.append(conn.version() or "")
+                    # wrap_socket took the descriptor over: stop() must cut the TLS socket.
+                    self._conns.discard(raw)
+                    self._conns.add(conn)
+                    if raw in self._cut:
+                        self._cut.add(conn)
             self._session(conn)
         except Exception as e:
             with self._lock:
-                cut = raw in self._cut
+                cut = raw in self._cut or conn in self._cut
             if not cut:
                 self._failed(e)
         finally:
             with self._lock:
-                self._conns.discard(raw)
-                self._cut.discard(raw)
+                self._conns.difference_update((raw, conn))
+                self._cut.difference_update((raw, conn))
             self._close(conn)
 
     def _failed(self, e: Exception) -> None:

@@ -125,7 +125,7 @@ def test_cut_before_ack_fails_and_the_resend_arrives(rx: ForwardReceiver) -> Non
     conn = ForwardConnection("127.0.0.1", rx.port, ack_timeout=5)
     entries = [pack_entry(1, {"i": 1})]
     # in_forward closes with SO_LINGER 0: the client sees a reset, not an orderly end.
-    with pytest.raises(ForwardError, match="connection lost waiting for ack: .*reset by peer"):
+    with pytest.raises(ForwardError, match=r"connection lost waiting for ack: .*reset by peer"):
         conn.send_chunk("t", entries)
     conn.send_chunk("t", entries)
     assert [r.record for r in rx.received] == [{"i": 1}, {"i": 1}]     # at least once
