@@ -15,7 +15,9 @@ are deleted. A crash between delivery and commit delivers those records again: a
 never lost.
 
 The sensor runs as root, so the directory is its own: created 0700, refused when another user owns
-it or may write to it (or to a parent without the sticky bit), and every file in it is opened
+it or may write to it, or owns a parent or may write to one without the sticky bit (a parent the
+sensor's user owns loses the others' write permission instead, with a warning: a pod's emptyDir is
+created 0777), and every file in it is opened
 relative to the directory's descriptor, without following symbolic links, created exclusively
 (O_EXCL) and set to 0600 with fchmod.
 
@@ -101,17 +103,24 @@ def _private_dir(path: Path) -> int:
     euid = os.geteuid()
     for parent in path.absolute().parents:
         try:
+            link = os.lstat(parent)
             st = os.stat(parent)
         except OSError as e:
             raise SpoolError(f"spool directory {path}: {parent}: {e.strerror}") from e
-        if st.st_uid not in (0, euid):
-            raise SpoolError(f"spool directory {path}: its parent {parent} belongs to uid {st.st_uid}, who "
-                             f"could replace the spool; use a directory under one only root or the sensor's "
-                             f"user owns, or set the channel's spool.dir")
+        owner = link.st_uid if stat.S_ISLNK(link.st_mode) else st.st_uid
+        if owner not in (0, euid):
+            raise SpoolError(f"spool directory {path}: its parent {parent} belongs to uid {owner}, who could "
+                             f"replace the spool; use a directory under one only root or the sensor's user "
+                             f"owns, or set the channel's spool.dir")
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            raise SpoolError(f"spool directory {path}: its parent {parent} is writable by other users (mode "
-                             f"{stat.S_IMODE(st.st_mode):04o}, no sticky bit), who could replace the spool; "
-                             f"chmod go-w {parent} or set the channel's spool.dir")
+            if st.st_uid != euid:
+                raise SpoolError(f"spool directory {path}: its parent {parent} is writable by other users "
+                                 f"(mode {stat.S_IMODE(st.st_mode):04o}, no sticky bit), who could replace the "
+                                 f"spool; chmod go-w {parent} or set the channel's spool.dir")
+            # Ours (a pod's emptyDir is created 0777): close it rather than leave the spool exposed.
+            log.warning("spool %s: its parent %s was writable by other users (mode %04o); removing their "
+                        "write permission", path, parent, stat.S_IMODE(st.st_mode))
+            os.chmod(parent, stat.S_IMODE(st.st_mode) & ~0o022)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:

@@ -252,16 +252,27 @@ def test_a_directory_another_user_prepared_is_refused_and_its_symlinks_not_follo
 
 
 def test_a_world_writable_directory_or_parent_is_refused(tmp_path: Path) -> None:
+    as_root()
     ours = tmp_path / "open"
     ours.mkdir(mode=0o700)
     os.chmod(ours, 0o777)
     with pytest.raises(SpoolError, match=r"is writable by other users \(mode 0777\)"):
         DiskSpool(ours, 1000)
-    parent = tmp_path / "shared"
-    parent.mkdir()
-    os.chmod(parent, 0o777)                            # no sticky bit: anyone may rename our directory
-    with pytest.raises(SpoolError, match=rf"its parent {parent} is writable by other users"):
-        DiskSpool(parent / "spool", 1000)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(SpoolError, match=rf"its parent {theirs} belongs to uid {NOBODY}"):
+        DiskSpool(theirs / "spool", 1000)
+
+
+def test_a_parent_of_its_own_open_to_others_is_closed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pod = tmp_path / "emptydir"              # Kubernetes makes an emptyDir 0777
+    pod.mkdir()
+    os.chmod(pod, 0o777)
+    with caplog.at_level("WARNING", logger="falconet.outputs"):
+        DiskSpool(pod / "spool" / "fluent", 1000).close()
+    assert stat.S_IMODE(pod.stat().st_mode) == 0o755
+    assert "was writable by other users (mode 0777); removing their write permission" in caplog.text
 
 
 def test_symlinks_inside_the_spool_are_not_followed(tmp_path: Path) -> None:
