@@ -15,9 +15,8 @@ are deleted. A crash between delivery and commit delivers those records again: a
 never lost.
 
 The sensor runs as root, so the directory is its own: created 0700, refused when another user owns
-it or may write to it, or owns a parent or may write to one without the sticky bit (a parent the
-sensor's user owns loses the others' write permission instead, with a warning: a pod's emptyDir is
-created 0777), and every file in it is opened
+it or may write to it or owns one of its parents (a parent every user may write is logged), and
+every file in it is opened
 relative to the directory's descriptor, without following symbolic links, created exclusively
 (O_EXCL) and set to 0600 with fchmod.
 
@@ -112,15 +111,13 @@ def _private_dir(path: Path) -> int:
             raise SpoolError(f"spool directory {path}: its parent {parent} belongs to uid {owner}, who could "
                              f"replace the spool; use a directory under one only root or the sensor's user "
                              f"owns, or set the channel's spool.dir")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            if st.st_uid != euid:
-                raise SpoolError(f"spool directory {path}: its parent {parent} is writable by other users "
-                                 f"(mode {stat.S_IMODE(st.st_mode):04o}, no sticky bit), who could replace the "
-                                 f"spool; chmod go-w {parent} or set the channel's spool.dir")
-            # Ours (a pod's emptyDir is created 0777): close it rather than leave the spool exposed.
-            log.warning("spool %s: its parent %s was writable by other users (mode %04o); removing their "
-                        "write permission", path, parent, stat.S_IMODE(st.st_mode))
-            os.chmod(parent, stat.S_IMODE(st.st_mode) & ~0o022)
+        if st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX:
+            # Others could rename the directory away; what they put in its place is refused at the
+            # next start (not ours, or a symbolic link). A pod's emptyDir is made 0777, so this is
+            # said, not refused.
+            log.warning("spool %s: its parent %s is writable by every user (mode %04o, no sticky bit); "
+                        "prefer a state_dir under directories only root or the sensor's user may change",
+                        path, parent, stat.S_IMODE(st.st_mode))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
