@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from . import es_assets
 from .dockerfile import parse as parse_dockerfile
@@ -377,3 +378,45 @@ def test_the_image_pins_fluentd_and_the_plugin_and_ships_the_configuration() -> 
     assert copied["fluent.conf"] == "/fluentd/etc/fluent.conf"
     assert copied["conf.d"].rstrip("/") == "/fluentd/etc/conf.d"
     assert [i.text for i in ins if i.keyword == "USER"][-1] == "fluent"
+
+
+def _secret_file(spec: dict, container: dict, path: str) -> tuple[str, str]:
+    """(Secret name, key) of the file `path` a container sees through a secret volume; fails otherwise."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for m in container["volumeMounts"]:
+        if path.startswith(m["mountPath"].rstrip("/") + "/") and "secret" in volumes[m["name"]]:
+            secret = volumes[m["name"]]["secret"]
+            name = path[len(m["mountPath"].rstrip("/")) + 1:]
+            items = {i["path"]: i["key"] for i in secret.get("items", [])} or {name: name}
+            assert name in items, f"{path}: the Secret {secret['secretName']} volume does not hold {name}"
+            return secret["secretName"], items[name]
+    raise AssertionError(f"{path} is not a file of a Secret mounted in {container['name']}")
+
+
+def test_the_cluster_sends_alerts_to_fluentd_with_tls_verified_against_its_ca() -> None:
+    # Security review (issue 14) finding 19: a shared key alone authenticates, it does not encrypt.
+    from .deploy_files import k8s_object
+
+    sts = k8s_object("StatefulSet", "falconet-fluentd")["spec"]["template"]["spec"]
+    (fluentd,) = sts["containers"]
+    env = dict(k8s_object("ConfigMap", "falconet-fluentd")["data"])
+    env |= {e["name"]: e.get("value", "stand-in") for e in fluentd.get("env", [])}
+    tls = forward_source(conf(env)).section("transport")
+    assert tls is not None and tls.arg == "tls", "the aggregator's forward input does not speak TLS"
+    cert = _secret_file(sts, fluentd, tls.get("cert_path") or "")
+    key = _secret_file(sts, fluentd, tls.get("private_key_path") or "")
+    assert cert[0] == key[0] and (cert[1], key[1]) == ("tls.crt", "tls.key")
+    svc = k8s_object("Service", "falconet-fluentd")
+    server_name = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc"
+    sensor_yaml = yaml.safe_load(k8s_object("ConfigMap", "falconet-config")["data"]["falconet.yaml"])
+    out = sensor_yaml["fluent_output"]
+    assert out["host"] == server_name and out["tls"]["enabled"] is True
+    assert out["tls"].get("verify", True) is True and out.get("shared_key")
+    # Every workload that loads this falconet.yaml has the CA of that same Secret, and only the CA.
+    for kind, name in (("DaemonSet", "falconet-sensor"), ("Deployment", "falconet-audit-webhook")):
+        spec = k8s_object(kind, name)["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        assert _secret_file(spec, c, out["tls"]["ca_cert"]) == (cert[0], "ca.crt"), f"{kind} {name}"
+        volumes = [v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == cert[0]]
+        assert [i["key"] for v in volumes for i in v["secret"]["items"]] == ["ca.crt"], \
+            f"{kind} {name} must not mount the aggregator's private key"
