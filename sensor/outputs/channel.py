@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sensor.event import Alert
+from sensor.alert import Alert
 from sensor.outputs.queue import MemoryQueue
 from sensor.outputs.spool import DiskSpool, SpoolError
 
