@@ -268,7 +268,8 @@ class ForwardReceiver:
                     host: str = "127.0.0.1", port: int | None = None) -> ForwardReceiver:
         """The receiver a `<source> @type forward` with these parameters and sections would be.
 
-        `port` overrides the configured port (tests listen on a free one)."""
+        `port` overrides the configured port (tests listen on a free one) and `bind` is not
+        followed: the fake listens on `host`, the loopback address, whatever Fluentd would bind."""
         for name, known, modelled in (("in_forward", IN_FORWARD_PARAMS, MODELLED_PARAMS),
                                       ("<security>", SECURITY_PARAMS, SECURITY_PARAMS - {"allow_anonymous_source"}),
                                       ("<transport>", TRANSPORT_PARAMS, MODELLED_TRANSPORT)):
