@@ -8,13 +8,16 @@ and `e` itself otherwise. The accessor of the event's class binds `_xN` and `_aN
 - recorded events: `dict.get` and the key the recording uses (`proc.aname[2]`), a call in C;
 - any other event: its `value(field, arg)` method.
 
+A context field (evt.hostname) is the same for every event a ruleset sees: whatever the event's
+class, its read answers the ruleset's value, given to `bindings`.
+
 The matcher's code is generated and compiled once; binding it to a kind of event only fills a
 namespace, so it cannot fail and costs no generation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from sensor.engine.fields.base import Field
@@ -35,11 +38,14 @@ class Access(Protocol):
     def reader(self, read: FieldRead) -> tuple[Callable[[Any, Any], Any], Any]: ...
 
 
-def bindings(access: Access, reads: Iterable[FieldRead]) -> dict[str, Any]:
-    """The names a matcher's reads need, for one kind of event."""
+def bindings(access: Access, reads: Iterable[FieldRead], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The names a matcher's reads need, for one kind of event and one ruleset's context values."""
     out: dict[str, Any] = {"_recorded": access.recorded}
     for r in reads:
-        fn, arg = access.reader(r)
+        if r.field.context:
+            fn, arg = _context_value, context.get(r.field.name)
+        else:
+            fn, arg = access.reader(r)
         out[f"_x{r.n}"] = fn
         out[f"_a{r.n}"] = arg
     return out
@@ -101,6 +107,10 @@ class _IndexedRecord:
 
 def _no_value(_e: Any, _arg: Any) -> None:
     return None
+
+
+def _context_value(_e: Any, value: Any) -> Any:
+    return value
 
 
 _ACCESS: dict[type, Access] = {RecordedEvent: RecordedAccess(), SyscallEvent: ExtractorAccess(),

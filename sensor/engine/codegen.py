@@ -20,7 +20,7 @@ stored in the local), or perhaps read (then the local is tested against the `_U`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any
@@ -62,7 +62,8 @@ class FieldUse:
 
 class Program:
     """A generated function `_match(e) -> tuple of indexes`, compiled once; `bind` makes the
-    callable for one kind of event by filling a namespace (no generation, cannot fail)."""
+    callable for one kind of event and one ruleset's context values (evt.hostname) by filling a
+    namespace (no generation, cannot fail)."""
 
     __slots__ = ("code", "consts", "reads", "source")
 
@@ -78,10 +79,10 @@ class Program:
             raise CompileError(f"condition is too complex to compile ({type(e).__name__}: {e})",
                                kind=Problem.TOO_DEEP) from None
 
-    def bind(self, access: Access) -> Callable[[Any], Any]:
+    def bind(self, access: Access, context: Mapping[str, Any]) -> Callable[[Any], Any]:
         ns = dict(RUNTIME)
         ns.update(self.consts)
-        ns.update(bindings(access, self.reads))
+        ns.update(bindings(access, self.reads, context))
         ns["_U"] = UNREAD
         exec(self.code, ns)
         return ns["_match"]  # type: ignore[no-any-return]

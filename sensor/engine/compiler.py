@@ -359,11 +359,13 @@ class _FilterRule:
 
 
 def compile_filter(text: str, source: str = "syscall", lists: Mapping[str, list[str]] | None = None,
-                   macros: Mapping[str, ast.Node] | None = None) -> Callable[[Any], bool]:
+                   macros: Mapping[str, ast.Node] | None = None,
+                   context: Mapping[str, Any] | None = None) -> Callable[[Any], bool]:
     """Compile one condition into `fn(event) -> bool` (for response matching and tools): a ruleset
     of one rule, indexed and compiled as loaded rules are.
 
-    Raises RuleSyntaxError or CompileError. Lists and macros from a loaded ruleset may be given.
+    Raises RuleSyntaxError or CompileError. Lists, macros and context values (evt.hostname) from a
+    loaded ruleset may be given.
     """
     from sensor.engine.ruleset import RuleIndex
 
@@ -373,7 +375,7 @@ def compile_filter(text: str, source: str = "syscall", lists: Mapping[str, list[
     if source not in SOURCES:
         raise CompileError(f"unknown event source '{source}'", kind=Problem.UNKNOWN_FIELD)
     validate(source, tree)
-    index = RuleIndex([_FilterRule(source, tree, passes.event_types(tree))])
+    index = RuleIndex([_FilterRule(source, tree, passes.event_types(tree))], context=context)
     match = index.match
 
     def matches(event: Any) -> bool:

@@ -29,7 +29,6 @@ class LoadOptions:
     disable_tags: list[str] = field(default_factory=list)           # -T
     enable_tags: list[str] = field(default_factory=list)            # -t: only rules with these tags
     append_output: list[dict[str, Any]] = field(default_factory=list)
-    static_fields: dict[str, Any] = field(default_factory=dict)
     hostname: str = ""
 
 
@@ -101,7 +100,7 @@ def load_rules(paths: Sequence[str | Path], options: LoadOptions | None = None, 
     _select(compiled, opts)
     rs = Ruleset(compiled.rules, rule_matching=opts.rule_matching, hostname=opts.hostname,
                  warnings=diags.warnings, lists=compiled.lists, macros=compiled.macros,
-                 static_fields=opts.static_fields, files=[str(f) for f in files])
+                 files=[str(f) for f in files])
     rs.results = results   # type: ignore[attr-defined]
     return rs
 

@@ -9,11 +9,10 @@ compiled code to that kind's field accessor (access.py).
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sensor.alert import Alert
+from sensor.alert import Alert, resolve_hostname
 from sensor.engine import ast, passes
 from sensor.engine.access import access_for
 from sensor.engine.codegen import Codegen, Program
@@ -36,12 +35,15 @@ class IndexedRule(Protocol):
 class RuleIndex:
     """Rules indexed by (source, evt.type), with one compiled matcher per type they name and one
     for every other type. `match(event)` returns the indexes of the matching rules: the first only
-    with rule_matching "first", all of them with "all"."""
+    with rule_matching "first", all of them with "all". `context` holds the values of context fields
+    (evt.hostname) for every event."""
 
-    def __init__(self, rules: Sequence[IndexedRule], rule_matching: str = "first") -> None:
+    def __init__(self, rules: Sequence[IndexedRule], rule_matching: str = "first",
+                 context: Mapping[str, Any] | None = None) -> None:
         if rule_matching not in ("first", "all"):
             raise ValueError(f"rule_matching must be 'first' or 'all', not {rule_matching!r}")
         self.rules = rules
+        self.context = dict(context or {})
         self.first = rule_matching == "first"
         self.by_source: dict[str, list[int]] = {}   # source -> indexes of its rules, in order
         for i, r in enumerate(rules):
@@ -97,7 +99,7 @@ class RuleIndex:
             key = (id(program), cls)
             fn = self._bound.get(key)
             if fn is None:
-                fn = self._bound[key] = program.bind(access_for(cls))
+                fn = self._bound[key] = program.bind(access_for(cls), self.context)
         by_type = self.fns.setdefault(cls, {}).setdefault(event.source, {})
         if len(by_type) < MAX_CACHED_TYPES:
             by_type[event.type] = fn
@@ -115,23 +117,20 @@ class Ruleset:
 
     def __init__(self, rules: list[CompiledRule], *, rule_matching: str = "first", hostname: str = "",
                  warnings: Iterable[Diagnostic] = (), lists: dict[str, list[str]] | None = None,
-                 macros: dict[str, Any] | None = None, static_fields: dict[str, Any] | None = None,
-                 files: Iterable[str] = ()) -> None:
+                 macros: dict[str, Any] | None = None, files: Iterable[str] = ()) -> None:
         self.all_rules = rules
         self.rules = [r for r in rules if r.enabled]
         self.rule_matching = rule_matching
-        self.hostname = hostname or socket.gethostname()
-        # evt.hostname must say what the alerts say.
-        from sensor.engine.fields import evt as evt_fields
-
-        evt_fields.set_hostname(self.hostname)
+        self.hostname = resolve_hostname(hostname)
+        # evt.hostname says what the alerts say, for this ruleset only (a reload that fails after
+        # building a new ruleset leaves the running one as it was).
+        self.context: dict[str, Any] = {"evt.hostname": self.hostname}
         self.warnings = list(warnings)
         self.lists = lists or {}
         self.macros = macros or {}
-        self.static_fields = static_fields or None
         self.files = list(files)
         self.match_counts = [0] * len(self.rules)
-        self.index = RuleIndex(self.rules, rule_matching)
+        self.index = RuleIndex(self.rules, rule_matching, self.context)
         self._fns = self.index.fns
 
     # -- what the capture needs ---------------------------------------------------------------------
@@ -165,7 +164,7 @@ class Ruleset:
     def _alert(self, i: int, event: Any) -> Alert:
         r = self.rules[i]
         self.match_counts[i] += 1
-        text, fields = r.out.render(event, self.static_fields)
+        text, fields = r.out.render(event, self.context)
         return Alert(rule=r.name, priority=r.priority, source=r.source, time_ns=event.time_ns, output=text,
                      output_fields=fields, tags=list(r.tags), hostname=self.hostname, event=event)
 

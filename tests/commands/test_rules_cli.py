@@ -131,6 +131,16 @@ def test_replay_prints_alerts(tmp_path: Path) -> None:
     assert ": Warning Sensitive file opened for reading by an untrusted program (file=/etc/shadow" in text.stdout
 
 
+def test_replay_adds_static_fields_without_replacing_the_rules_own(tmp_path: Path) -> None:
+    f = tmp_path / "cap.jsonl"
+    f.write_text(json.dumps(SHADOW) + "\n")
+    r = falconet("replay", str(f), "-r", str(BUNDLED), "--json",
+                 "-o", "static_fields={env: prod, proc.pid: 1}")
+    assert r.returncode == 0, r.stderr
+    fields = json.loads(r.stdout)["output_fields"]
+    assert fields["env"] == "prod" and fields["proc.pid"] == 4242
+
+
 def test_replay_from_stdin_and_selection(tmp_path: Path) -> None:
     r = falconet("replay", "-", "-r", str(BUNDLED), "-D", "Sensitive*", stdin=json.dumps(SHADOW) + "\n")
     assert r.returncode == 0 and r.stdout == ""

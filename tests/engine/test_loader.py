@@ -512,17 +512,17 @@ def test_selection_priority_tags_and_names(tmp_path: Path) -> None:
     assert names(selection=[{"disable": {"tag": "t*"}}, {"enable": {"rule": "Gamma"}}]) == ["Gamma"]
 
 
-def test_append_output_and_static_fields(tmp_path: Path) -> None:
+def test_append_output(tmp_path: Path) -> None:
     p = write(tmp_path, RULE.format(cond="proc.name = a"))
     opts = LoadOptions(append_output=[
         {"match": {"source": "syscall"}, "extra_output": "on %proc.pid", "extra_fields": ["user.name",
                                                                                            {"team": "blue"}]},
         {"match": {"tags": ["nope"]}, "extra_output": "never"},
-    ], static_fields={"env": "prod"})
+    ])
     rs = load_rules([p], opts)
     a = rs.process(ev(proc__name="a", proc__pid=7, user__name="root"))[0]
     assert a.output == "proc=a on 7"
-    assert a.output_fields == {"proc.name": "a", "proc.pid": 7, "user.name": "root", "team": "blue", "env": "prod"}
+    assert a.output_fields == {"proc.name": "a", "proc.pid": 7, "user.name": "root", "team": "blue"}
 
 
 def test_rule_matching_first_and_all(tmp_path: Path) -> None:
@@ -573,3 +573,31 @@ def test_output_is_trimmed_like_falco(tmp_path: Path) -> None:
       priority: Warning
     """)
     assert load_rules([p]).process(ev(proc__name="a"))[0].output == "folded output a"
+
+
+# -- the hostname: decided once, passed as a value (issue 15) ----------------------------------------
+
+HOST_RULE = """
+    - rule: R
+      desc: d
+      condition: evt.type = execve and evt.hostname = {host}
+      output: "on %evt.hostname"
+      priority: Warning
+    """
+
+
+def test_hostname_comes_from_the_environment_when_not_configured(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FALCONET_HOSTNAME", "sensor-a")
+    [a] = load_rules([write(tmp_path, HOST_RULE.format(host="sensor-a"))]).process(ev())
+    assert a.hostname == "sensor-a" and a.output == "on sensor-a"
+    assert a.output_fields == {"evt.hostname": "sensor-a"}
+
+
+def test_each_ruleset_keeps_its_own_hostname(tmp_path: Path) -> None:
+    # A reload builds a new ruleset before it knows whether the rest of the reload succeeds; when
+    # it fails, the running ruleset must still say its own hostname, in conditions and outputs.
+    running = load_rules([write(tmp_path, HOST_RULE.format(host="old"), "a.yaml")], hostname="old")
+    load_rules([write(tmp_path, HOST_RULE.format(host="new"), "b.yaml")], hostname="new")
+    [a] = running.process(ev())
+    assert (a.hostname, a.output) == ("old", "on old")

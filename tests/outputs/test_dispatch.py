@@ -31,6 +31,20 @@ def test_every_channel_gets_every_alert(tmp_path: Path) -> None:
     assert out.stats()["submitted"] == 20
 
 
+def test_static_fields_reach_every_alert_once(tmp_path: Path) -> None:
+    a = tmp_path / "a.jsonl"
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={a}",
+                                 "file_output.format=json", "static_fields={env: prod, proc.name: other}"))
+    internal = make_alert(2, source="internal", output_fields={})
+    for alert in (make_alert(1), internal):
+        out.submit(alert)
+    assert out.flush(10)
+    out.close()
+    docs = [json.loads(line) for line in a.read_text().splitlines()]
+    assert [d["output_fields"]["env"] for d in docs] == ["prod", "prod"]
+    assert docs[0]["output_fields"]["proc.name"] == "bash"          # a rule's own field wins
+
+
 def test_drops_are_counted_and_reported(tmp_path: Path) -> None:
     report_file = tmp_path / "reports.jsonl"
     blocked = tmp_path / "fifo"
