@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sensor.sources import k8s_audit_certs as tlsgen
+from sensor.sources.k8s_audit import certs as tlsgen
 from sensor.status import Exit
 
 # The Service and Secret of deploy/kubernetes/audit-webhook.yaml.

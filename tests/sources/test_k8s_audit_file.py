@@ -1,4 +1,4 @@
-"""Following audit logs (sensor/sources/k8s_audit_file.py): every line exactly once, across rename
+"""Following audit logs (sensor/sources/k8s_audit/file.py): every line exactly once, across rename
 rotation, copytruncate and restarts."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from sensor.sources import k8s_audit_file
-from sensor.sources.k8s_audit_file import FileSource
+from sensor.sources.k8s_audit import file as k8s_audit_file
+from sensor.sources.k8s_audit.file import FileSource
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s_audit"
 SAMPLE = [json.loads(line) for line in (DATA / "events.jsonl").read_text().splitlines()]
