@@ -1,4 +1,4 @@
-"""The webhook's decoder (sensor/sources/k8s_audit/decode.py and http1.py) on hostile input: every
+"""The webhook's decoder (sensor/sources/k8s_audit/decode.py, sensor/httpserver/http1.py) on hostile input: every
 refusal is a DecodeError or HttpError with a sentence, never another exception; the memory estimate
 stays above what decoding really takes; and a bounded fuzz run over both."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sensor.sources.k8s_audit import http1
+from sensor.httpserver import http1
 from sensor.sources.k8s_audit.decode import (
     DecodeError,
     audit_event,

@@ -6,9 +6,8 @@ or writes them to a log file one JSON object per line. The modules, each with on
   settings.py   the configuration keys, the limits, the listen address (light: config reads it)
   decode.py     JSON → audit events, hardened against hostile input; `events_from_json` (replay)
   certs.py      the webhook's TLS material, bearer token and kube-apiserver's kubeconfig
-  http1.py      the webhook's small HTTP/1.1 reader and writer
-  server.py     the TLS listener: connection slots, deadlines, one thread per connection
-  webhook.py    the `k8s_audit` source fed by the webhook
+  webhook.py    the `k8s_audit` source fed by the webhook (over sensor/httpserver: the strict
+                HTTP/1.1 reader, and the listener with its connection slots and deadlines)
   file.py       the `k8s_audit` source that follows audit log files across rotation
 
 `make_sources(cfg)` returns the sources the configuration enables.

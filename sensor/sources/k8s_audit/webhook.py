@@ -45,7 +45,9 @@ from typing import Any, BinaryIO
 from sensor import securefile
 from sensor.errors import ConfigError, UnavailableError
 from sensor.event import AuditEvent
-from sensor.sources.k8s_audit import certs, http1
+from sensor.httpserver import http1
+from sensor.httpserver.listener import Listener
+from sensor.sources.k8s_audit import certs
 from sensor.sources.k8s_audit.decode import (
     DecodeError,
     audit_event,
@@ -54,7 +56,6 @@ from sensor.sources.k8s_audit.decode import (
     iter_body,
     text_size,
 )
-from sensor.sources.k8s_audit.server import TLSListener
 from sensor.sources.k8s_audit.settings import Limits
 
 log = logging.getLogger("falconet.k8s_audit")
@@ -63,6 +64,7 @@ POLL_BATCH = 1024
 ALIASES = ("/k8s-audit", "/k8s_audit")
 MAX_REASONS = 10            # rejected items named in one answer; the count covers them all
 MIB = 1024 * 1024
+SERVER = "falconet-k8s-audit"
 
 
 class MemoryBudget:
@@ -160,7 +162,7 @@ class Exchange:
         """Answer; when the body was not read, the connection cannot carry another request."""
         if not self.body_read:
             self.close = True
-        self.sock.sendall(http1.response(code, body, headers, close=self.close))
+        self.sock.sendall(http1.response(code, body, headers, close=self.close, server=SERVER))
         self.answered = True
 
     def expect_continue(self) -> None:
@@ -197,7 +199,7 @@ class WebhookSource:
              "refused_per_client", "tls_errors", "busy"), 0)
         self._count_lock = threading.Lock()
         self._delivered = 0
-        self._listener: TLSListener | None = None
+        self._listener: Listener | None = None
         self.refused = RefusalLog()
         self.ca_path: Path | None = None
         self.token_path: Path | None = None
@@ -225,7 +227,10 @@ class WebhookSource:
         generated = self._credentials()
         context = self._ssl_context(generated)
         try:
-            self._listener = TLSListener(self.host, self.port, context, self.limits, self._serve, self.count)
+            self._listener = Listener(
+                self.host, self.port, context, serve=self._serve, count=self.count, name="k8s audit webhook",
+                max_connections=self.limits.max_connections, per_client=self.limits.max_connections_per_client,
+                request_timeout=self.limits.request_timeout)
         except OSError as e:
             raise UnavailableError(
                 f"k8s audit webhook cannot listen on {self.host}:{self.port}: {e.strerror or e}",
@@ -343,7 +348,7 @@ class WebhookSource:
 
     # -- one connection ---------------------------------------------------------------------------
 
-    def _serve(self, sock: ssl.SSLSocket, client: str) -> None:
+    def _serve(self, sock: Any, client: str) -> None:
         """Requests on one connection, one after another, until it closes or must be closed."""
         assert self._listener is not None
         listener = self._listener
@@ -365,7 +370,7 @@ class WebhookSource:
                 except http1.HttpError as e:
                     self.count("bad_requests")
                     self.refused(client, e.code, e.reason)
-                    sock.sendall(http1.response(e.code, _error(e.code, e.reason), close=True))
+                    sock.sendall(http1.response(e.code, _error(e.code, e.reason), close=True, server=SERVER))
                     http1.linger(sock)
                     return
                 except http1.Incomplete:

@@ -1,6 +1,7 @@
-"""The webhook's HTTP/1.1: read one request's head within a small budget, frame its body, answer.
+"""HTTP/1.1 for the sensor's servers: read one request's head within a small budget, frame its
+body, answer.
 
-Written for this one endpoint instead of http.server, whose header parser accepts 100 lines of
+Written instead of using http.server, whose header parser accepts 100 lines of
 64 KiB each (6.5 MB per connection before anyone is authenticated) and whose Content-Length
 handling raises on values such as `²` (str.isdigit() is true for it, int() refuses it). Here:
 the request line and headers together fit in MAX_HEAD_BYTES or the answer is 431; framing
@@ -27,7 +28,7 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
            415: "Unsupported Media Type", 431: "Request Header Fields Too Large", 501: "Not Implemented",
-           503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+           500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
 
 class HttpError(Exception):
@@ -182,18 +183,23 @@ def read_body(rfile: BinaryIO, req: Request, limit: int) -> bytes:
             return b"".join(parts)
 
 
-def response(code: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None,
-             close: bool = False, server: str = "falconet-k8s-audit") -> bytes:
-    """One whole answer (status line, headers, JSON body) as bytes."""
-    data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode() + b"\n"
+def response(code: int, body: dict[str, Any] | bytes | None, headers: dict[str, str] | None = None,
+             close: bool = False, server: str = "falconet", content_type: str = "application/json",
+             head_only: bool = False) -> bytes:
+    """One whole answer as bytes: status line, headers, and the body (a dict is sent as JSON).
+    `head_only`: the answer to a HEAD request (the headers of the GET, no body)."""
+    if isinstance(body, dict):
+        data = json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    else:
+        data = body or b""
     lines = [f"HTTP/1.1 {code} {REASONS.get(code, 'Status')}", f"Server: {server}",
              f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}"]
     if code != 100:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(data)}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     if close:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else data)
 
 
 LINGER_SECONDS = 1.0

@@ -1,11 +1,12 @@
-"""The webhook's TLS listener: connection slots, deadlines, and one thread per connection.
+"""A listener for the sensor's HTTP servers: connection slots, deadlines, one thread per connection.
 
-The accept loop only accepts: the TLS handshake and everything after it run on the connection's
-own thread, so a client that stalls cannot hold up the others. Slots are limited twice, in all
-(`max_connections`) and per client address (`max_connections_per_client`), so one client cannot
+The accept loop only accepts: the TLS handshake (when there is TLS) and everything after it run on
+the connection's own thread, so a client that stalls cannot hold up the others. Slots are limited
+twice, in all (`max_connections`) and per client address (`per_client`), so one client cannot
 take every slot. One reaper thread enforces deadlines: a new connection must complete its TLS
-handshake and its first request within `request_timeout` of being accepted; after an answer, the
-next request must begin within `idle_timeout` and then arrive whole within `request_timeout`.
+handshake and its first request within `request_timeout` of being accepted; the server sets later
+deadlines itself (`deadline()`), e.g. `idle_timeout` between two requests on a keep-alive
+connection.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from sensor.sources.k8s_audit.settings import Limits
-
-log = logging.getLogger("falconet.k8s_audit")
+log = logging.getLogger("falconet")
 
 
 class _Conn:
@@ -121,21 +120,23 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
-Serve = Callable[[ssl.SSLSocket, str], None]
+Serve = Callable[[socket.socket, str], None]
 
 
-class TLSListener:
-    """Accepts connections on (host, port) and hands each, after its TLS handshake, to `serve`
-    on a thread of its own. `count(name)` is told about refused slots, TLS errors and timeouts."""
+class Listener:
+    """Accepts connections on (host, port) and hands each, after its TLS handshake when `context`
+    is given, to `serve(sock, client_address)` on a thread of its own. `count(name)` is told about
+    refused slots (refused_connections, refused_per_client), TLS errors and timeouts."""
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, limits: Limits, serve: Serve,
-                 count: Callable[[str], None]) -> None:
+    def __init__(self, host: str, port: int, context: ssl.SSLContext | None, *, serve: Serve,
+                 count: Callable[[str], None], max_connections: int, per_client: int,
+                 request_timeout: float, name: str = "http") -> None:
         self.context = context
-        self.limits = limits
         self.serve = serve
         self.count = count
-        self.conns = Connections(limits.max_connections, limits.max_connections_per_client,
-                                 lambda: count("timeouts"))
+        self.name = name
+        self.request_timeout = request_timeout
+        self.conns = Connections(max_connections, per_client, lambda: count("timeouts"))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -156,7 +157,7 @@ class TLSListener:
 
     def start(self) -> None:
         self.conns.start()
-        self._thread = threading.Thread(target=self._accept_loop, name="k8s-audit-webhook", daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -176,21 +177,33 @@ class TLSListener:
                 if self._stop.is_set():
                     return
                 # EMFILE and friends: say so once per burst and give the system a moment.
-                log.warning("k8s audit webhook: cannot accept a connection: %s", e.strerror or e)
+                log.warning("%s: cannot accept a connection: %s", self.name, e.strerror or e)
                 time.sleep(0.1)
                 continue
             client = str(addr[0])
-            refused = self.conns.add(sock, client, time.monotonic() + self.limits.request_timeout)
+            refused = self.conns.add(sock, client, time.monotonic() + self.request_timeout)
             if refused is not None:
                 self.count("refused_connections" if refused == "total" else "refused_per_client")
                 with contextlib.suppress(OSError):
                     sock.close()
                 continue
             sock.settimeout(None)
-            threading.Thread(target=self._connection, args=(sock, client), name="k8s-audit-conn",
+            threading.Thread(target=self._connection, args=(sock, client), name=f"{self.name}-conn",
                              daemon=True).start()
 
     def _connection(self, sock: socket.socket, client: str) -> None:
+        if self.context is None:
+            try:
+                self.serve(sock, client)
+            except OSError:
+                pass          # the client went away or the reaper cut it off (counted there)
+            except Exception:  # a bug must cost one connection, not the thread's traceback in the log
+                log.exception("%s: error serving %s", self.name, client)
+            finally:
+                self.conns.remove(sock)
+                with contextlib.suppress(OSError):
+                    sock.close()
+            return
         try:
             # wrap_socket takes over the descriptor; hand the new socket to the reaper before the
             # handshake, so a client that never sends its hello is cut off like any other.
@@ -205,13 +218,13 @@ class TLSListener:
                 tls.do_handshake()
             except (OSError, ValueError) as e:
                 self.count("tls_errors")
-                log.debug("k8s audit webhook: TLS handshake with %s failed: %s", client, e)
+                log.debug("%s: TLS handshake with %s failed: %s", self.name, client, e)
                 return
             self.serve(tls, client)
         except OSError:
             pass              # the client went away or the reaper cut it off (counted there)
         except Exception:     # a bug must cost one connection, not the thread's traceback in the log
-            log.exception("k8s audit webhook: error serving %s", client)
+            log.exception("%s: error serving %s", self.name, client)
         finally:
             self.conns.remove(tls)
             with contextlib.suppress(OSError):
