@@ -65,3 +65,30 @@ def test_configuration_values_are_redacted_by_name_and_in_urls() -> None:
                              "url": f"https://{REDACTED}@example/hook", "items": [{"api_key": REDACTED}]}
     assert redact("psk", "fluent_output.shared_key") == REDACTED
     assert redact("/etc/tls.key", "k8s_audit.webhook.tls_key") == "/etc/tls.key"
+
+
+def test_falconet_config_shows_no_secret(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "falconet.yaml"
+    cfg.write_text("""
+fluent_output: {shared_key: fluent-psk-value}
+k8s_audit: {webhook: {token: webhook-token-value}}
+webserver: {token: metrics-token-value}
+http_output: {url: "https://user:url-password-value@hooks.example/x"}
+response:
+  actions:
+    - name: page
+      match: {rules: ["*"]}
+      do: http
+      with: {url: "https://hooks.example/y", headers: {Authorization: "Bearer header-token-value"}}
+""")
+    out = subprocess.run([sys.executable, "-c", "from sensor.cli import main; main()", "config", "-c", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for secret in ("fluent-psk-value", "webhook-token-value", "metrics-token-value", "url-password-value",
+                   "header-token-value"):
+        assert secret not in out.stdout, secret
+    assert f"fluent_output.shared_key: {REDACTED}  # " in out.stdout
+    assert "hooks.example/y" in out.stdout                 # what is not secret is still shown
