@@ -15,8 +15,8 @@ import signal
 import subprocess
 from typing import Any
 
+from sensor.alert import alert_dict
 from sensor.credentials import child_environment
-from sensor.engine.formatter import alert_dict
 from sensor.response.params import Param, positive
 from sensor.response.records import Outcome, done, failed, skipped
 from sensor.response.target import Target

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert, Priority
 from sensor.response.match import RECORD_RULE
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -106,7 +106,8 @@ def record(action: str, do: str, outcome: Outcome, alert: Alert | None, dry_run:
                                   "alert_id": alert_id, "alert_rule": alert_rule, "dry_run": dry_run,
                                   "reason": outcome.reason, "result": outcome.result}},
     }
-    priority = "Critical" if withheld else "Error" if outcome.result == FAILED else "Informational"
+    priority = Priority.CRITICAL if withheld else Priority.ERROR if outcome.result == FAILED \
+        else Priority.INFORMATIONAL
     return Alert(rule=RECORD_RULE, priority=priority, source="internal", time_ns=time.time_ns(),
                  output=output, output_fields=fields, tags=[],
                  hostname=alert.hostname if alert is not None else hostname, extra=extra)

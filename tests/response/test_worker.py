@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sensor.alert import Priority
 from sensor.response.spec import parse_actions
 from sensor.response.worker import ResponseWorker
 
@@ -295,7 +296,7 @@ def test_decoys_in_one_cgroup_cannot_spend_the_real_readers_kill_and_withholding
     assert records.reasons() == ["done"] * 5 + ["rate_limit"] * 3 + ["done"]
     assert dead_within(real)
     withheld = records.items[5:8]
-    assert all(r.priority == "Critical" for r in withheld)
+    assert all(r.priority == Priority.CRITICAL for r in withheld)
     assert all(r.output.startswith("Falconet response WITHHELD: action kill-shadow-readers") for r in withheld)
     assert f"falconet-test-decoys-{os.getpid()}" in withheld[0].output
     assert "was not acted on" in withheld[0].output
