@@ -16,8 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from sensor.alert import Priority
 from sensor.config import Key, parse_duration
-from sensor.event import PRIORITIES
 
 CONFIG_KEYS: tuple[Key, ...] = (
     Key("metrics.enabled", bool, False,
@@ -59,8 +59,7 @@ class SensorCollector:
                                       "Alerts per rule (priority is the syslog severity, 0-7)",
                                       labels=["priority", "rule_name", "source"])
         for (rule, priority, source), n in sorted(s.get("matches", {}).items()):
-            num = PRIORITIES.index(priority) if priority in PRIORITIES else 6
-            matches.add_metric([str(num), rule, source], n)
+            matches.add_metric([str(int(Priority.parse(priority))), rule, source], n)
         yield matches
 
         events = CounterMetricFamily("falconet_events", "Events run through the rules, by source and type",

@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sensor.alert import NAMES as PRIORITY_NAMES
+from sensor.alert import Alert, Priority
 from sensor.config import Config, Key, parse_duration
-from sensor.event import Alert
 from sensor.sources import Source
 
 log = logging.getLogger("falconet")
@@ -34,8 +35,7 @@ CONFIG_KEYS: tuple[Key, ...] = (
         "At most one event-drop alert per source per interval, carrying the drops since the last one.",
         check=parse_duration),
     Key("event_drops.priority", str, "Critical", "Priority of event-drop alerts.",
-        choices=("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational",
-                 "Debug")),
+        choices=PRIORITY_NAMES),
 )
 
 TICK = 1.0          # seconds between housekeeping passes of the engine loop
@@ -526,7 +526,7 @@ class Sensor:
         text = (f"Configuration and rules reloaded: {len(plan.ruleset.rules)} rules enabled from "
                 f"{len(plan.rule_files)} files" + ("; sources restarted" if new_sources is not None else ""))
         log.info("%s", text)
-        self.outputs.submit(internal_alert(RELOADED, "Informational", text,
+        self.outputs.submit(internal_alert(RELOADED, Priority.INFORMATIONAL, text,
                                            {"falconet.reload.rules": len(plan.ruleset.rules),
                                             "falconet.reload.files": plan.rule_files},
                                            hostname=self.hostname))
@@ -593,7 +593,7 @@ class Sensor:
 
         fields = snapshot_fields(self.snapshot())
         if cfg.get("metrics.output_rule"):
-            self.outputs.submit(internal_alert(METRICS_SNAPSHOT, "Informational", "Falconet metrics snapshot",
+            self.outputs.submit(internal_alert(METRICS_SNAPSHOT, Priority.INFORMATIONAL, "Falconet metrics snapshot",
                                                fields, hostname=self.hostname))
         path = cfg.get("metrics.output_file")
         if path:

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from sensor import config as config_mod
+from sensor.alert import Alert
 from sensor.engine.loader import RulesLoadError
-from sensor.event import Alert
 from sensor.outputs.render import Renderer
 from sensor.rulesetup import load_configured
 from sensor.sources.replay import ReplaySource

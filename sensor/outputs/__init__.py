@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from sensor.config import Key, parse_duration, parse_size
 
 if TYPE_CHECKING:
-    from sensor.event import Alert
+    from sensor.alert import Alert
     from sensor.outputs.dispatch import Outputs
     from sensor.outputs.render import Renderer
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sensor.event import Alert
+from sensor.alert import Alert
 from sensor.outputs.queue import MemoryQueue
 from sensor.outputs.spool import DiskSpool
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert
 from sensor.outputs.channel import Channel
 from sensor.outputs.flood import FloodControl
 from sensor.outputs.internal import ALERTS_DROPPED, internal_alert

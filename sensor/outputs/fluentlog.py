@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from sensor import __version__
-from sensor.engine.formatter import iso_time
+from sensor.alert import iso_time
 from sensor.outputs.forward import ForwardConnection, ForwardError, pack_entry
 
 BATCH = 200

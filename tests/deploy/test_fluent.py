@@ -207,7 +207,7 @@ def test_the_id_key_reads_the_uuid_the_sensor_puts_in_its_ecs_documents() -> Non
     ecs = pytest.importorskip("sensor.ecs", reason="sensor/ecs.py (the ECS serializer) is not there yet")
     if not hasattr(ecs, "to_ecs"):
         pytest.skip("sensor.ecs has no to_ecs yet")
-    from sensor.event import Alert
+    from sensor.alert import Alert
 
     alert = Alert(rule="Test rule", priority="Warning", source="syscall", time_ns=1_700_000_000_123_456_789,
                   output="test output", output_fields={"proc.name": "cat"}, tags=("test",),

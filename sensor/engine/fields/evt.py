@@ -19,8 +19,8 @@ import socket
 import time
 from typing import Any
 
+from sensor.alert import iso_time
 from sensor.engine.fields.base import Field, FieldClass
-from sensor.engine.formatter import iso_time
 from sensor.event import SyscallEvent
 
 # Event flags, as Falco's event table names them (EF_*).
