@@ -36,22 +36,27 @@ RUN apt-get update \
  && test -f include/linux/kconfig.h && test -d "arch/$karch/include/generated" \
  && rm -rf /var/lib/apt/lists/*
 
-# The wheel force-includes rules/, elasticsearch/, kibana/ and fluent/ (pyproject.toml), so
-# `falconet provision` and `falconet run` find their assets without the checkout.
+# bcc's Python module is pure Python over libbcc.so: give the venv that one package, not Debian's
+# whole dist-packages (whose compiled modules belong to the system interpreter's packages).
+# Falconet's dependencies go in first, from pyproject.toml alone, so a change to the sources
+# rebuilds only the layer below.
 WORKDIR /src
 COPY pyproject.toml README.md ./
+RUN python3 -m venv /opt/falconet \
+ && site="$(/opt/falconet/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+ && ln -sfn /usr/lib/python3/dist-packages/bcc "$site/bcc" \
+ && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && /opt/falconet/bin/python -m pip install --no-cache-dir -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+
+# The wheel force-includes rules/, elasticsearch/, kibana/ and fluent/ (pyproject.toml), so
+# `falconet provision` and `falconet run` find their assets without the checkout.
 COPY sensor/ sensor/
 COPY rules/ rules/
 COPY elasticsearch/ elasticsearch/
 COPY kibana/ kibana/
 COPY fluent/ fluent/
-
-# bcc's Python module is pure Python over libbcc.so: give the venv that one package, not Debian's
-# whole dist-packages (whose compiled modules belong to the system interpreter's packages).
-RUN python3 -m venv /opt/falconet \
- && site="$(/opt/falconet/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
- && ln -sfn /usr/lib/python3/dist-packages/bcc "$site/bcc" \
- && /opt/falconet/bin/python -m pip install --no-cache-dir /src \
+RUN /opt/falconet/bin/python -m pip install --no-cache-dir /src \
  && /opt/falconet/bin/python -c 'import bcc, sensor.cli' \
  && /opt/falconet/bin/falconet --version \
  && rm -rf /src

@@ -99,6 +99,11 @@ def sensor_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> st
         trust = _host_trust(tmp_path_factory.mktemp("build"))
         podman("build", "--network", "host", *trust, "--build-arg", f"BASE_IMAGE={base}",
                "-t", ref, "-f", str(ROOT / "Dockerfile"), str(ROOT), timeout=1800)
+        # Earlier builds' tags go (their layers stay as the build cache for the next change).
+        repo = ref.rsplit(":", 1)[0]
+        for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
+            if old.startswith(repo + ":") and old != ref:
+                podman("rmi", old, check=False)
     return ref
 
 
