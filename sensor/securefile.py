@@ -8,6 +8,9 @@ lands in a file they chose). So:
 - the directory is opened once (O_DIRECTORY, O_NOFOLLOW) and checked on that descriptor: it must
   belong to us or to root and be writable by nobody else; every later step names files relative to
   that descriptor, so the directory cannot be swapped between the check and the write;
+- each of its parents must belong to us or to root too (another owner could rename the directory
+  away and put one of theirs in its place); a parent every user may write without the sticky bit is
+  logged, not refused, because Kubernetes makes a pod's emptyDir volumes 0777;
 - a new file is first written under a fresh random name created with O_CREAT|O_EXCL|O_NOFOLLOW
   (never an existing file, never through a link), given its mode with fchmod (the umask cannot
   widen or narrow it), synced, and then renamed over the real name, which replaces a link rather
@@ -18,12 +21,15 @@ lands in a file they chose). So:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import stat
 from pathlib import Path
 
 from sensor.errors import UnavailableError
+
+log = logging.getLogger("falconet")
 
 
 class UnsafePathError(UnavailableError):
@@ -53,10 +59,31 @@ def _check_dir(fd: int, path: Path) -> None:
             hint=f"chmod go-w {path}, or use a private directory")
 
 
+def _check_parents(path: Path) -> None:
+    me = os.geteuid()
+    for parent in path.absolute().parents:
+        try:
+            link = os.lstat(parent)
+            st = os.stat(parent)
+        except FileNotFoundError:
+            continue                      # made below, by us
+        owner = link.st_uid if stat.S_ISLNK(link.st_mode) else st.st_uid
+        if owner not in (me, 0):
+            raise UnsafePathError(
+                f"{path}: its parent {parent} belongs to {_describe_owner(owner)}, who could replace it",
+                hint="use a directory under ones only root or this user owns")
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            log.warning("%s: its parent %s is writable by every user (mode %04o, no sticky bit); prefer "
+                        "a directory under ones only root or the sensor's user may change", path, parent,
+                        stat.S_IMODE(st.st_mode))
+
+
 def open_dir(path: Path, create_mode: int | None = 0o700) -> int:
     """A descriptor of directory `path`, checked as the module doc says; created with
-    `create_mode` when missing (its parents as usual), unless `create_mode` is None."""
+    `create_mode` when missing (its parents as usual), unless `create_mode` is None.
+    UnsafePathError when it may not be used, OSError when it cannot."""
     path = Path(path)
+    _check_parents(path)                  # before anything is made under a parent we may not use
     if create_mode is not None and not os.path.lexists(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
