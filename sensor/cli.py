@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (`falconet config | head`)."""
+
+
 class FalconetGroup(click.Group):
     """A click group whose commands are imported on first use (pip's registry, with click), and
     whose `main` turns every exception into one line and an exit code."""
@@ -66,6 +70,14 @@ class FalconetGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise StdoutClosed() from e       # click's main would exit 1 for it
+            raise
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(args) if args is not None else sys.argv[1:]
@@ -73,6 +85,7 @@ class FalconetGroup(click.Group):
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else Exit.OK
+            sys.stdout.flush()              # a reader that went away is seen here, not at exit
         except Exception as e:              # the one place errors become exit codes
             if debug and not isinstance(e, (click.exceptions.Exit, click.ClickException, click.Abort)):
                 raise
@@ -90,13 +103,18 @@ def report(e: BaseException) -> int:
 
     if isinstance(e, click.exceptions.Exit):
         return e.exit_code
+    if isinstance(e, click.UsageError):
+        # One line, as every other error: what is wrong with the command line and where to look.
+        command = e.ctx.command_path if e.ctx is not None else "falconet"
+        click.echo(f"falconet: error: {e.format_message()} (see `{command} --help`)", err=True)
+        return e.exit_code
     if isinstance(e, click.ClickException):
         e.show()
         return e.exit_code
     if isinstance(e, click.Abort):
         click.echo("Aborted.", err=True)
         return Exit.INTERRUPTED
-    if isinstance(e, OSError) and e.errno == errno.EPIPE:
+    if isinstance(e, StdoutClosed) or (isinstance(e, OSError) and e.errno == errno.EPIPE):
         return _broken_pipe()
     if isinstance(e, FalconetError):
         for line in str(e).splitlines() or [type(e).__name__]:

@@ -312,6 +312,8 @@ class Plan:
         for d in getattr(self.ruleset, "warnings", [])[:20]:
             lines.append(f"Warning: {d}")
         lines.append("Sources: " + (", ".join(planned_sources(self.cfg)) or "none"))
+        lines.append(f"Buffered outputs: {str(bool(self.cfg.get('buffered_outputs'))).lower()} "
+                     f"({self.cfg.origin('buffered_outputs')})")
         lines += [f"Output {line}" for line in self.outputs] or ["Outputs: none"]
         from sensor import response
 

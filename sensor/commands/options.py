@@ -88,8 +88,7 @@ print_format = click.option("-p", "--print", "print_format", metavar="FORMAT",
 def _refuse(why: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value:
-            flag = param.opts[0]
-            raise click.UsageError(f"{flag}: {why}", ctx)
+            raise click.UsageError(f"{'/'.join(param.opts)}: {why}", ctx)
         return value
     return callback
 
