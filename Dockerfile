@@ -11,8 +11,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-bpfcc ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
-# The wheel force-includes rules/, elasticsearch/, kibana/ and fluent/ (pyproject.toml), so
-# `falconet provision` and `falconet run` find their assets without the checkout.
+# The wheel force-includes rules/, elasticsearch/, kibana/, fluent/ and deploy/systemd/
+# (pyproject.toml), so `falconet provision` and `falconet run` find their assets without the checkout.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sensor/ sensor/
@@ -20,6 +20,7 @@ COPY rules/ rules/
 COPY elasticsearch/ elasticsearch/
 COPY kibana/ kibana/
 COPY fluent/ fluent/
+COPY deploy/systemd/ deploy/systemd/
 
 # bcc's Python module is pure Python over libbcc.so: give the venv that one package, not Debian's
 # whole dist-packages (whose compiled modules belong to the system interpreter's packages).

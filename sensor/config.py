@@ -471,11 +471,11 @@ class _Loader:
             self.problems.append(f"{at}: '{dotted}' has {len(current)} items; [{index}] is past its end "
                                  f"(use [] to append)")
             return
-        if self._set_value(key, current, at, record_key=False):
+        if self._set_value(key, current, at):      # the list, as the -o that changed it last left it
             self.origins[f"{dotted}[{index}]"] = at
             self._record(f"{dotted}[{index}]", vnode, where)
 
-    def _set_value(self, key: Key, value: Any, at: str, record_key: bool = True) -> bool:
+    def _set_value(self, key: Key, value: Any, at: str) -> bool:
         try:
             value = _check(key, _expand(key.type, value))
         except ValueError as e:
@@ -484,9 +484,8 @@ class _Loader:
         for problem in _ITEM_CHECKS.get(key.path, _no_item_check)(value, at, self.warnings):
             self.problems.append(problem)
         _set(self.values, key.path.split("."), value)
-        if record_key:
-            self.origins[key.path] = at
-            self._set_here[key.path] = at
+        self.origins[key.path] = at
+        self._set_here[key.path] = at
         return True
 
     def _record(self, path: str, vnode: yaml.Node, where: _Where) -> None:

@@ -331,7 +331,8 @@ def test_config_remembers_the_position_of_every_value(tmp_path: Path) -> None:
               do: kill_process
         """)
     cfg = config.load(p, ["rules_files[]=/c.yaml", "append_output[]={extra_output: x}"])
-    assert cfg.origin("rules_files") == f"{p}:1"
+    assert cfg.origin("rules_files") == "-o rules_files[]=/c.yaml"       # what changed the list last
+    assert cfg.origin("rules_files[0]") == f"{p}:2"
     assert cfg.origin("rules_files[1]") == f"{p}:3"
     assert cfg.origin("rules_files[2]") == "-o rules_files[]=/c.yaml"
     assert cfg.origin("static_fields.env") == f"{p}:5"
