@@ -187,7 +187,10 @@ class ReplaySource:
             try:
                 self._stream = self.path.open()
             except OSError as e:
-                raise ReplayError(f"{self.path}: cannot open: {e.strerror}") from None
+                err = ReplayError(f"{self.path}: cannot open: {e.strerror}",
+                                  hint="give a recording of `falconet capture -w FILE` or an audit log")
+                err.exit_code = 4                    # sensor/status.py: something missing here
+                raise err from None
         self._it = read_events(self._stream, str(self.path))
 
     def poll(self, timeout: float) -> list[Event]:
