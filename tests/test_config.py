@@ -361,3 +361,16 @@ def test_list_items_of_engine_keys_are_checked_with_their_position(tmp_path: Pat
     assert e.value.problems == [                                # type: ignore[attr-defined]
         f"{p}:1: 'append_output[0].match' has an unknown key 'tag' (its keys: source, tags, rule)",
         f"{p}:4: 'rules[0].enable' must be {{rule: NAME}} or {{tag: NAME}}"]
+
+
+def test_cli_config_warns_about_falco_keys_on_stderr() -> None:
+    import subprocess
+    import sys
+
+    falconet = str(Path(sys.executable).with_name("falconet"))
+    res = subprocess.run([falconet, "-c", str(FALCO_STOCK), "config"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"priority: Debug  # {FALCO_STOCK}:77" in res.stdout.splitlines()
+    assert f"event_drops.interval: 30s  # {FALCO_STOCK}:159 (syscall_event_drops.rate)" in res.stdout.splitlines()
+    warned = res.stderr.splitlines()
+    assert warned and all(line.startswith(f"falconet: warning: {FALCO_STOCK}:") for line in warned)
