@@ -101,6 +101,13 @@ class SensorCollector:
                                 "How long the oldest waiting alert has waited", labels=["channel", "store"])
         spool_bytes = GaugeMetricFamily("falconet_output_spool_bytes", "Disk used by a channel's spool",
                                         labels=["channel"])
+        up = GaugeMetricFamily("falconet_output_up", "1 while the channel's worker runs, 0 once it died",
+                               labels=["channel"])
+        restarts = CounterMetricFamily("falconet_output_worker_restarts", "Worker restarts after a failure",
+                                       labels=["channel"])
+        store_errors = CounterMetricFamily("falconet_output_store_errors",
+                                           "Failed spool reads and writes (disk full, I/O), each retried",
+                                           labels=["channel"])
         for name, st in sorted(channels.items()):
             store = "spool" if st.get("spooled") else "memory"
             sent.add_metric([name], st.get("sent", 0))
@@ -111,7 +118,10 @@ class SensorCollector:
             age.add_metric([name, store], st.get("oldest_age", 0.0))
             if st.get("spooled"):
                 spool_bytes.add_metric([name], st.get("spool_bytes", 0))
-        yield from (sent, errors, drops, depth, age, spool_bytes)
+            up.add_metric([name], 1 if st.get("up", True) else 0)
+            restarts.add_metric([name], st.get("restarts", 0))
+            store_errors.add_metric([name], st.get("store_errors", 0))
+        yield from (sent, errors, drops, depth, age, spool_bytes, up, restarts, store_errors)
 
         flood = out.get("flood") or {}
         suppressed = CounterMetricFamily("falconet_flood_suppressed", "Alerts folded into flood summaries",

@@ -544,9 +544,10 @@ class Sensor:
             self.log_handler = None
 
     def healthy(self) -> bool:
-        """The engine loop went round in the last 10 seconds."""
+        """The engine loop went round in the last 10 seconds and no output channel's worker died."""
         rt = self.runtime
-        return rt is not None and time.monotonic() - rt.heartbeat < 10.0
+        outputs_ok = self.outputs is None or not self.outputs.dead_channels()
+        return rt is not None and time.monotonic() - rt.heartbeat < 10.0 and outputs_ok
 
     # -- reload (engine thread, on SIGHUP) ---------------------------------------------------------
 

@@ -1,7 +1,15 @@
-"""`falconet replay FILE`: run recorded events (or Kubernetes audit events) through the rules."""
+"""`falconet replay FILE`: run recorded events (or Kubernetes audit events) through the rules.
+
+By default the alerts are printed. With `--outputs` they go through the configured outputs
+(stdout_output, file_output, fluent_output, ...) as in `falconet run`, the way Falco runs its
+outputs when it reads a capture file (Falco 0.44: `falco -o engine.kind=replay -o
+engine.replay.capture_file=FILE`; its old `-e FILE` is gone), so a capture can be sent through the
+whole pipeline again. Without `--outputs` an `-o` for an output key would do nothing and is refused.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -10,9 +18,11 @@ import click
 from sensor import config as config_mod
 from sensor.alert import Alert
 from sensor.commands import options
+from sensor.errors import ConfigError
 from sensor.outputs.render import Renderer
 from sensor.rulesetup import load_configured
 from sensor.sources.replay import ReplaySource
+from sensor.status import Exit
 
 
 def _printer(cfg: config_mod.Config) -> Any:
@@ -25,24 +35,71 @@ def _printer(cfg: config_mod.Config) -> Any:
     return emit
 
 
+def _output_keys() -> list[str]:
+    """Every key the outputs declare (the channels, outputs_queue, flood_control)."""
+    from sensor import outputs
+
+    modules = [outputs, *(importlib.import_module(f"sensor.outputs.{m}") for m in outputs.CHANNEL_MODULES)]
+    return [k.path for mod in modules for k in mod.CONFIG_KEYS]
+
+
+def refuse_output_overrides(overrides: list[str]) -> None:
+    """ConfigError for the first `-o` that sets an output key: printing alerts runs no output."""
+    keys = _output_keys()
+    for item in overrides:
+        dotted = item.split("=", 1)[0].strip().removesuffix("[]")
+        if any(k == dotted or k.startswith(dotted + ".") for k in keys):
+            raise ConfigError(f"-o {item}: replay prints the alerts and runs no output",
+                              hint="add --outputs to send them through the configured outputs")
+
+
 @click.command("replay")
 @click.argument("file")
 @options.config_and_rules
 @options.selection
 @options.as_json
+@click.option("--outputs", "run_outputs", is_flag=True,
+              help="Send the alerts through the configured outputs (stdout_output, file_output, "
+                   "fluent_output, ...) as `falconet run` does, instead of printing them.")
 @click.pass_context
 def replay(ctx: click.Context, file: str, config_path: str | None, overrides: tuple[str, ...],
            rules_files: tuple[str, ...], disable: tuple[str, ...], disable_tags: tuple[str, ...],
-           enable_tags: tuple[str, ...], as_json: bool) -> None:
+           enable_tags: tuple[str, ...], as_json: bool, run_outputs: bool) -> None:
     """Run the events recorded in FILE (JSON lines of `falconet capture`, or Kubernetes audit events;
-    `-` for stdin) through the rules and print the alerts. A summary line goes to stderr."""
+    `-` for stdin) through the rules and print the alerts, or with --outputs deliver them as
+    `falconet run` would. A summary line goes to stderr."""
     settings = options.settings(ctx, config_path, overrides, rules_files)
-    cfg = options.load_config(settings, ("json_output=true",) if as_json else ())
+    extra = ("json_output=true",) if as_json else ()
+    if not run_outputs:
+        refuse_output_overrides([*settings.overrides, *extra])
+    cfg = options.load_config(settings, extra)
     rs = load_configured(cfg, settings.rules_files, disable=disable, disable_tags=disable_tags,
                          enable_tags=enable_tags)
     from sensor.runtime import Runtime
 
-    rt = Runtime(rs, [ReplaySource(file)], _printer(cfg))
-    summary = rt.run()
-    sys.stdout.flush()
-    click.echo(f"Events detected: {summary.alerts}; events processed: {summary.events}", err=True)
+    if not run_outputs:
+        summary = Runtime(rs, [ReplaySource(file)], _printer(cfg)).run()
+        sys.stdout.flush()
+        click.echo(f"Events detected: {summary.alerts}; events processed: {summary.events}", err=True)
+        return
+    ctx.exit(_replay_through_outputs(cfg, rs, file))
+
+
+def _replay_through_outputs(cfg: config_mod.Config, rs: Any, file: str) -> int:
+    """Deliver the alerts as `falconet run` does (the sensor's own log included); 0 when every
+    alert was delivered or spooled for the next run, FAILED when some were dropped."""
+    from sensor import outputs
+    from sensor.outputs import fluentlog
+    from sensor.runtime import Runtime
+
+    out = outputs.build(cfg)
+    log_handler = None
+    try:
+        log_handler = fluentlog.attach(cfg, cfg.hostname())
+        summary = Runtime(rs, [ReplaySource(file)], out.submit).run()
+    finally:
+        out.close()
+        fluentlog.detach(log_handler)
+    summary.outputs = out.stats()
+    click.echo(summary.line(), err=True)
+    return Exit.FAILED if summary.output_drops else Exit.OK

@@ -115,6 +115,10 @@ class Outputs:
             for alert in alerts:
                 ch.submit(alert)
 
+    def dead_channels(self) -> list[str]:
+        """Channels whose worker stopped: they deliver nothing until the sensor restarts."""
+        return [ch.name for ch in self.channels if ch.dead]
+
     def drops(self) -> int:
         """Alerts dropped by every channel, all reasons."""
         return self.orphaned + sum(sum(ch.drop_counts().values()) for ch in self.channels)
