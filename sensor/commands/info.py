@@ -15,19 +15,29 @@ from sensor.commands.options import Settings, load_config
 from sensor.status import Exit
 
 
-def list_events(markdown: bool = False) -> int:
-    """`--list-events`: every syscall event type the engine knows, with Falco's category."""
-    from sensor.engine.fields.evt import EVENT_INFO
+def _events() -> list[tuple[str, str, bool]]:
+    """(evt.type, Falco's category, traced by the capture) of every syscall event Falconet knows."""
+    try:
+        from sensor.syscalls import TABLE  # the one table of capture and engine
+    except ImportError:                         # before that table: the engine's slice of it
+        from sensor.engine.fields.evt import EVENT_INFO
 
-    rows = sorted(EVENT_INFO.items())
+        return [(name, category, True) for name, (category, _) in EVENT_INFO.items()]
+    return [(s.name, s.category, s.captured) for s in TABLE]
+
+
+def list_events(markdown: bool = False) -> int:
+    """`--list-events`: every syscall event type Falconet knows, with Falco's category; the ones
+    its capture cannot trace are marked (they still match in recordings)."""
+    rows = sorted(_events())
     if markdown:
-        click.echo("| Event | Category |\n| --- | --- |")
-        for name, (category, _) in rows:
-            click.echo(f"| `{name}` | {category} |")
+        click.echo("| Event | Category | Traced |\n| --- | --- | --- |")
+        for name, category, traced in rows:
+            click.echo(f"| `{name}` | {category} | {'yes' if traced else 'no'} |")
         return Exit.OK
     click.echo("Syscall events (evt.type):")
-    for name, (category, _) in rows:
-        click.echo(f"  {name:<24} {category}")
+    for name, category, traced in rows:
+        click.echo(f"  {name:<24} {category:<12}{'' if traced else ' (not traced by the capture)'}".rstrip())
     return Exit.OK
 
 
