@@ -255,7 +255,8 @@ def _compile(text: str, sources: tuple[str, ...], where: str, label: str,
             continue
         try:
             out[source] = compile_filter(text, source, lists=getattr(ruleset, "lists", None),
-                                         macros=getattr(ruleset, "macros", None))
+                                         macros=getattr(ruleset, "macros", None),
+                                         context=getattr(ruleset, "context", None))
         except Exception as e:  # the engine's errors vary by stage; all of them mean "fix the text"
             errors.append(f"{where}: {label}: match.condition does not compile for source "
                           f"{source}: {e}")
