@@ -99,8 +99,6 @@ class FalconetGroup(click.Group):
 
 def report(e: BaseException) -> int:
     """Tell the user what went wrong, in one line per problem on stderr; return the exit code."""
-    from sensor.engine.loader import RulesLoadError
-
     if isinstance(e, click.exceptions.Exit):
         return e.exit_code
     if isinstance(e, click.UsageError):
@@ -116,14 +114,10 @@ def report(e: BaseException) -> int:
         return Exit.INTERRUPTED
     if isinstance(e, StdoutClosed) or (isinstance(e, OSError) and e.errno == errno.EPIPE):
         return _broken_pipe()
-    if isinstance(e, FalconetError):
+    if isinstance(e, FalconetError):        # configuration, rules (one line per error), capabilities
         for line in str(e).splitlines() or [type(e).__name__]:
             click.echo(f"falconet: error: {line}", err=True)
         return e.exit_code
-    if isinstance(e, RulesLoadError):
-        for d in e.errors:
-            click.echo(f"falconet: error: {d}", err=True)
-        return Exit.FAILED
     if isinstance(e, OSError) and e.strerror:
         where = f"{e.filename}: " if e.filename else ""
         click.echo(f"falconet: error: {where}{e.strerror}", err=True)
