@@ -1,7 +1,7 @@
 """Containers from cgroup ids: which container a process is in, and what its runtime says about it.
 
 `bpf_get_current_cgroup_id()` is the inode number of the task's cgroup v2 directory. The path of
-that directory tells the runtime and the container id by its layout (../shared/notes/ebpf.md):
+that directory tells the runtime and the container id by its layout (measured here, see docs/capture.md):
 `docker-<64hex>.scope`, `docker/<64hex>`, `cri-containerd-<64hex>.scope`, `crio-<64hex>.scope`,
 `libpod-<64hex>.scope`, and `kubepods…pod<uid>…` parents for the pod UID. A path with none of them
 is the host, whatever cgroup it is in (shells here live in /process_api/<id>, not in /).
