@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from typing import Any
 
 import click
 
 from sensor.commands.options import Settings, load_config
+from sensor.credentials import redact
 from sensor.status import Exit
 
 
@@ -78,17 +78,6 @@ def config_schema() -> int:
     return Exit.OK
 
 
-_SECRET = re.compile(r"(password|token|shared_key|api_key|secret)$")
-
-
-def _redacted(values: Any, path: str = "") -> Any:
-    if isinstance(values, dict):
-        return {k: _redacted(v, f"{path}.{k}" if path else k) for k, v in values.items()}
-    if values and isinstance(values, str) and _SECRET.search(path):
-        return "<redacted>"
-    return values
-
-
 def support(settings: Settings) -> int:
     """`--support`: what a bug report needs, as one JSON object (Falco's keys; secrets redacted)."""
     from sensor import ENGINE_VERSION, __version__
@@ -105,7 +94,7 @@ def support(settings: Settings) -> int:
                         "version": u.version, "machine": u.machine},
         "cmdline": " ".join(["falconet", *sys.argv[1:]]),
         "config_file": cfg.path,
-        "config": _redacted(cfg.values),
+        "config": redact(cfg.values),
         "config_warnings": cfg.warnings,
         "rules_files": [{"name": str(f), "variants": [{"content": _read(f)}]} for f in files],
     }
