@@ -106,8 +106,9 @@ def _source(cfg: Any, rules_files: list[str], all_types: bool) -> Any:
     ruleset = None
     if not all_types:
         from sensor.rulesetup import load_configured
+        from sensor.settings import RuleSettings
 
-        ruleset = load_configured(cfg, rules_files)
+        ruleset = load_configured(RuleSettings.from_config(cfg), rules_files)
     from sensor.sources.syscall import SyscallSource
 
     return SyscallSource(cfg, ruleset, all_events=True)

@@ -18,6 +18,7 @@ import click
 from sensor.commands import options
 from sensor.commands.options import Settings
 from sensor.errors import ConfigError, UnavailableError
+from sensor.runtime import RunOptions, Sensor, prepare
 from sensor.status import Exit
 
 log = logging.getLogger("falconet")
@@ -91,8 +92,6 @@ def print_overrides(fmt: str | None) -> list[str]:
 
 def run_sensor(settings: Settings, flags: RunFlags) -> int:
     """Run the sensor (or its dry run) as the flags say; return the exit code."""
-    from sensor.runtime import RunOptions, Sensor, planned_sources, prepare
-
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s falconet %(levelname)s %(message)s")
     run_options = RunOptions(
@@ -107,13 +106,13 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
             click.echo(f"falconet: warning: {w}", err=True)
         for line in plan.describe():
             click.echo(line)
-        if not planned_sources(plan.cfg):
+        if not plan.settings.sources.planned():
             raise ConfigError("no event source is enabled", hint=_NO_SOURCE_HINT)
         return Exit.OK
     sensor = Sensor(run_options)
     sensor.start()
     assert sensor.plan is not None
-    logging.getLogger().setLevel(_LEVELS[sensor.plan.cfg.get("log_level", "info")])
+    logging.getLogger().setLevel(_LEVELS[sensor.plan.settings.log_level])
     with _pidfile(flags.pidfile):
         summary = sensor.run(flags.duration)
     sys.stdout.flush()

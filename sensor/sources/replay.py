@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from sensor.errors import FalconetError
 from sensor.event import Event, RecordedEvent
+from sensor.sources.k8s_audit.decode import events_from_json
 
 BATCH = 512
 
@@ -46,8 +47,6 @@ def parse_line(obj: Any, where: str, num: int) -> list[Event]:
             raise ReplayError(f"{where}: 'source' must be a string")
         return [RecordedEvent(source, fields, num)]
     if isinstance(obj, list) or (isinstance(obj, dict) and obj.get("kind") in ("Event", "EventList")):
-        from sensor.sources.k8s_audit import events_from_json
-
         try:
             events = events_from_json(obj)
         except ValueError as e:

@@ -12,11 +12,14 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sensor.config import Config, Key, parse_size
+from sensor.config_keys import Key, parse_size
 from sensor.errors import ConfigError, UnavailableError
 from sensor.event import SyscallEvent
+
+if TYPE_CHECKING:
+    from sensor.config import Config
 
 CONFIG_KEYS: tuple[Key, ...] = (
     Key("syscall.ring_buffer_size", str, "16MiB",

@@ -156,4 +156,4 @@ def test_live_source_through_the_runtime_with_the_bundled_rules() -> None:
     assert mine, [a.rule for a in alerts]
     assert mine[0].output_fields["fd.name"] == "/etc/shadow"
     stats = summary.by_source["syscall"]
-    assert stats["drops"] == 0 and stats["events"] > 0 and stats["processes"] > 0
+    assert stats.drops == 0 and stats.events > 0 and stats.counters["processes"] > 0
