@@ -20,6 +20,7 @@ Recordings made before contexts existed (every event in full) read as they alway
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,8 +180,6 @@ class ReplaySource:
 
     def start(self) -> None:
         if str(self.path) == "-":
-            import sys
-
             self._stream = sys.stdin
         else:
             try:
