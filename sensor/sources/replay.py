@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from sensor.errors import FalconetError
 from sensor.event import Event, RecordedEvent
+from sensor.jsontext import DecodeError, loads
 from sensor.sources.k8s_audit.decode import events_from_json
 
 BATCH = 512
@@ -68,9 +69,9 @@ def read_events(stream: IO[str], name: str) -> Iterator[Event]:
         if not text or text.startswith("#"):
             continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ReplayError(f"{name}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+            obj = loads(text)
+        except DecodeError as e:
+            raise ReplayError(f"{name}:{lineno}: {e}") from None
         where = f"{name}:{lineno}"
         if isinstance(obj, dict) and "ctx" in obj:
             if "source" not in obj:

@@ -151,10 +151,23 @@ def test_replay_bad_line_names_file_and_line(tmp_path: Path) -> None:
     f.write_text(json.dumps(SHADOW) + "\n{not json\n")
     r = falconet("replay", str(f), "-r", str(BUNDLED))
     assert r.returncode != 0
-    assert f"{f}:2: invalid JSON" in r.stderr
+    assert f"{f}:2: not valid JSON: Expecting property name" in r.stderr
     f.write_text('{"hello": 1}\n')
     r = falconet("replay", str(f), "-r", str(BUNDLED))
     assert f"{f}:1: expected a recorded event" in r.stderr
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"source": "syscall", "fields": {"proc.pid": ' + "9" * 5000 + "}}", "an integer of 5000 digits (more than 4300)"),
+    ('{"source": "syscall", "fields": {"proc.pid": NaN}}', "NaN is not a JSON value"),
+])
+def test_replay_refuses_hostile_json_in_one_line(tmp_path: Path, line: str, why: str) -> None:
+    f = tmp_path / "hostile.jsonl"
+    f.write_text(line + "\n")
+    r = falconet("replay", str(f), "-r", str(BUNDLED))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"falconet: error: {f}:1: not valid JSON here: {why}"
 
 
 def test_replay_rules_error_exits_1(tmp_path: Path) -> None:
