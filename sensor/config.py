@@ -230,12 +230,12 @@ class _Loader:
             return
         if node is None:
             return
-        where = _Where(fname=str(cfg_path))
+        located = _Where(fname=str(cfg_path))
         if not isinstance(node, yaml.MappingNode):
-            self.problems.append(f"{where(node)}: the file must be a mapping of keys to values")
+            self.problems.append(f"{located(node)}: the file must be a mapping of keys to values")
             return
         self._begin()
-        self._mapping(node, [], where)
+        self._mapping(node, [], located)
         self._end()
 
     def override(self, item: str) -> None:
@@ -570,11 +570,12 @@ def _set(d: dict[str, Any], parts: list[str], value: Any) -> None:
 
 
 def _get(d: dict[str, Any], parts: list[str]) -> Any:
+    node: Any = d
     for p in parts:
-        if not isinstance(d, dict):
+        if not isinstance(node, dict):
             return None
-        d = d.get(p)
-    return d
+        node = node.get(p)
+    return node
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ schema from the settings modules, which import this one, so nothing here may imp
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class Key:
     description: str
     choices: tuple[str, ...] | None = None
     nullable: bool = False
-    items: type | None = None
+    items: builtins.type | None = None
     check: Callable[[Any], Any] | None = None
     parse: Callable[[Any], Any] | None = None
 

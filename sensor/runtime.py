@@ -251,7 +251,8 @@ class Runtime:
         process = self.ruleset.process
         sink = self.sink
         counts = self._counts
-        current = by_type = None
+        current: str | None = None
+        by_type: dict[str, int] = {}
         for ev in events:
             # Counting by type keyed on the (hash-cached) type string alone costs a third of a
             # (source, type) tuple key; the source rarely changes within a batch.
@@ -259,7 +260,7 @@ class Runtime:
                 current = ev.source
                 by_type = counts.setdefault(current, {})
             t = ev.type
-            by_type[t] = by_type.get(t, 0) + 1           # type: ignore[index]
+            by_type[t] = by_type.get(t, 0) + 1
             for alert in process(ev):
                 self.alerts += 1
                 sink(alert)

@@ -51,7 +51,7 @@ class RunFlags:
 
     def merged(self, root: dict[str, Any]) -> RunFlags:
         """These flags (of `falconet run`) with the root command's (`falconet -M 5 run`) added."""
-        out = {}
+        out: dict[str, Any] = {}
         for name, mine in vars(self).items():
             theirs = root.get(name)
             if isinstance(mine, tuple | list):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sensor.alert import Alert
 from sensor.errors import UnavailableError
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 FACILITY_USER = 1
 
 
-def syslog_encoder(render: Any, ident: str = "falconet") -> Any:
+def syslog_encoder(render: Callable[[Alert], str], ident: str = "falconet") -> Encoder:
     """An encoder producing `<PRI>Mmm dd hh:mm:ss ident[pid]: message`, as glibc's syslog(3)."""
     pid = os.getpid()
 

@@ -139,7 +139,7 @@ def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str],
         return None
     if cls is None or match is None:
         return None
-    return ActionSpec(name=name, do=do, match=match, params=params, cooldown=cooldown,
+    return ActionSpec(name=name, do=cls.do, match=match, params=params, cooldown=cooldown,
                       max_per_minute=max_pm, where=where)
 
 
