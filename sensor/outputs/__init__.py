@@ -7,11 +7,11 @@
   dispatch.py   Outputs: every alert to every channel, after flood control (flood.py); drop reports
   channel.py    one channel: a store (queue.py in memory, spool.py on disk), a worker, a transport
   stdout.py, file.py, program.py, http.py, syslog.py, fluent.py (over forward.py)
-                the transports, each with `transport(settings, ctx)` and, where the channel needs
-                something of this machine (a directory to write in, a program to run, a syslog
-                socket), `check(settings)`, run at start-up, by `run --dry-run` and at reload, so
-                that a channel that cannot deliver fails the start (UnavailableError, exit 4)
-                instead of dropping alerts
+                the transports, each made by `transport(settings, ctx)`, which first checks what
+                the channel needs of this machine (an open stdout, a directory to write in, a
+                program to run, a syslog socket); it runs at start-up, by `run --dry-run` and at
+                reload, so that a channel that cannot deliver fails the start (UnavailableError,
+                exit 4) instead of dropping alerts
   render.py     Falco's text line and JSON alert, as the rendering settings say
   fluentlog.py  the sensor's own log to Fluentd
   internal.py   the internal alerts (drops, reloads, metrics snapshots)
