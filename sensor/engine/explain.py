@@ -143,7 +143,8 @@ class Explanation:
         """The decisive node, after the `not`s and macros that lead to it."""
         last = self.path[-1]
         if last.step.kind not in ("check", "exception"):
-            return f"every operand of \"{last.step.text}\" counted → {last.status}"
+            which = "every" if last.value else "no"
+            return f"{which} operand of \"{last.step.text}\" holds → {last.status}"
         steps = [r.step.text for r in self.path[:-1] if r.step.kind in ("not", "macro", "exception")]
         return " ▸ ".join([*steps, _path_text(last)])
 

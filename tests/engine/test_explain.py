@@ -295,4 +295,4 @@ def test_a_condition_that_holds_but_another_rule_alerted_says_so(tmp_path: Path)
     e = RuleExplainer(rs, rs.rule("R")).explain(ev, [a.rule for a in rs.process(ev)])
     assert e.matched and e.alerted is False
     assert e.note == 'the condition holds, but rule "First" matched first (rule_matching: first)'
-    assert e.decided_text() == 'every operand of "and" counted → true'
+    assert e.decided_text() == 'every operand of "and" holds → true'
