@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 import click
 
+from sensor.engine.explain import NearMisses
 from sensor.engine.loader import RulesLoadError
 from sensor.runtime import RunOptions, Sensor, prepare
 from sensor.status import Exit
@@ -28,10 +30,15 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
 @click.option("-t", "enable_tags", multiple=True, metavar="TAG", help="Only run rules with this tag.")
 @click.option("-U", "unbuffered", is_flag=True, help="Flush every alert at once (buffered_outputs=false).")
 @click.option("--dry-run", is_flag=True, help="Load and check configuration and rules, print what would run.")
+@click.option("--explain", "explain", metavar="RULE",
+              help="Log why RULE did not match events of its types (near misses), at most 5 a minute.")
+@click.option("--explain-filter", metavar="CONDITION",
+              help="With --explain: only events this condition selects (e.g. 'proc.name=nc').")
 @click.pass_context
 def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...],
         duration: float | None, disable: tuple[str, ...], disable_tags: tuple[str, ...],
-        enable_tags: tuple[str, ...], unbuffered: bool, dry_run: bool) -> None:
+        enable_tags: tuple[str, ...], unbuffered: bool, dry_run: bool, explain: str | None,
+        explain_filter: str | None) -> None:
     """Run the sensor until SIGINT/SIGTERM (or -M seconds). SIGHUP reloads configuration and rules
     (keeping the old ones if the new ones fail); SIGUSR1 reopens output files. A summary line goes to
     stderr at the end."""
@@ -41,15 +48,27 @@ def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | Non
                          rules_files=list(rules_files) or list(root.get("rules_files", [])),
                          disable=disable, disable_tags=disable_tags, enable_tags=enable_tags,
                          unbuffered=unbuffered)
+    if explain_filter and not explain:
+        raise click.UsageError("--explain-filter needs --explain RULE")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s falconet %(levelname)s %(message)s")
+    near = NearMisses(explain, explain_filter, logging.getLogger("falconet")) if explain else None
     try:
         if dry_run:
-            for line in prepare(options).describe():
+            plan = prepare(options)
+            if near is not None:
+                _bind(near, plan.ruleset, lambda: None)
+            for line in plan.describe():
                 click.echo(line)
+            if near is not None:
+                click.echo(f"Explain: near misses of rule '{explain}'")
             return
         sensor = Sensor(options)
         sensor.start()
+        if near is not None:
+            assert sensor.plan is not None and sensor.runtime is not None
+            _bind(near, sensor.plan.ruleset, sensor.close)
+            sensor.runtime.observe = near
     except RulesLoadError as e:
         for d in e.errors:
             click.echo(f"falconet: error: {d}", err=True)
@@ -58,4 +77,14 @@ def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | Non
     logging.getLogger().setLevel(_LEVELS[sensor.plan.cfg.get("log_level", "info")])
     summary = sensor.run(duration)
     sys.stdout.flush()
+    if near is not None:
+        logging.getLogger("falconet").info("%s", near.summary())
     click.echo(summary.line(), err=True)
+
+
+def _bind(near: NearMisses, ruleset: object, close: Callable[[], None]) -> None:
+    try:
+        near.bind(ruleset)  # type: ignore[arg-type]
+    except ValueError as e:
+        close()
+        raise click.BadParameter(str(e), param_hint="--explain") from None

@@ -15,6 +15,8 @@ Nothing here runs unless an explanation is asked for (`falconet explain`, `rules
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -475,3 +477,93 @@ def decide(root: Result) -> list[Result]:
             break
         path.append(r)
     return path
+
+
+# -- live: `falconet run --explain RULE` ------------------------------------------------------------
+
+class NearMisses:
+    """Logs why RULE did not match live events of its source and types (those `filter_text`
+    selects, when given): the runtime calls it with every event, its ruleset and its alerts.
+
+    At most `burst` explanations are logged, then one every `period / burst` seconds; the others
+    are counted and the count is given with the next one logged and by `summary()`. A reload that
+    drops the rule pauses the explanations (said once in the log) until a reload brings it back.
+    """
+
+    def __init__(self, rule: str, filter_text: str | None, log: logging.Logger, *, burst: int = 5,
+                 period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rule_name = rule
+        self.filter_text = filter_text
+        self.log = log
+        self.burst = burst
+        self.rate = burst / period
+        self.clock = clock
+        self.tokens = float(burst)
+        self.last = clock()
+        self.seen = self.misses = self.logged = self.suppressed = 0
+        self._unreported = 0
+        self._ruleset: Any = None
+        self._explainer: RuleExplainer | None = None
+        self._filter: Callable[[Any], bool] | None = None
+
+    def bind(self, ruleset: Ruleset) -> RuleExplainer:
+        """Build the explainer (and the filter) for `ruleset`; ValueError when the rule is not
+        there or is disabled, or the filter does not compile."""
+        from sensor.engine.compiler import compile_filter
+        from sensor.engine.parser import RuleSyntaxError
+
+        self._ruleset = ruleset
+        self._explainer = None
+        rule = ruleset.rule(self.rule_name)
+        if rule is None:
+            raise ValueError(f"no rule named '{self.rule_name}' is loaded")
+        if not rule.enabled:
+            raise ValueError(f"rule '{self.rule_name}' is disabled: the sensor would not capture the events it "
+                             "needs; enable it to explain it live")
+        self._filter = None
+        if self.filter_text:
+            try:
+                self._filter = compile_filter(self.filter_text, rule.source, ruleset.lists, ruleset.macros,
+                                              ruleset.context)
+            except (RuleSyntaxError, passes.CompileError) as e:
+                raise ValueError(f"--explain-filter '{self.filter_text}': {e}") from None
+        self._explainer = RuleExplainer(ruleset, rule)
+        return self._explainer
+
+    def __call__(self, ruleset: Any, event: Any, alerts: list[Any]) -> None:
+        if ruleset is not self._ruleset:
+            try:
+                self.bind(ruleset)
+                self.log.info("explain: explaining near misses of rule '%s' with the reloaded rules", self.rule_name)
+            except ValueError as e:
+                self.log.warning("explain: %s; near misses are not explained until a reload brings it back", e)
+        x = self._explainer
+        if x is None or not x.applies(event) or (self._filter is not None and not self._filter(event)):
+            return
+        self.seen += 1
+        if x.matches(event):
+            return
+        self.misses += 1
+        if not self._take():
+            self.suppressed += 1
+            self._unreported += 1
+            return
+        self.logged += 1
+        e = x.explain(event, [a.rule for a in alerts])
+        skipped = f" ({self._unreported} more not explained: rate limit)" if self._unreported else ""
+        self._unreported = 0
+        self.log.info("explain: near miss of rule '%s'%s\n%s", self.rule_name, skipped, e.text())
+
+    def _take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def summary(self) -> str:
+        return (f"explain: rule '{self.rule_name}': {self.seen} events of its types seen"
+                f"{' (selected by --explain-filter)' if self.filter_text else ''}, {self.misses} near misses, "
+                f"{self.logged} explained, {self.suppressed} not explained (rate limit)")

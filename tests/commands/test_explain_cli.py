@@ -196,3 +196,36 @@ def test_explain_errors_are_one_line(args: list[str], message: str, code: int) -
     r = falconet("explain", *args, stdin="")
     assert r.returncode == code
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+# -- run --explain ------------------------------------------------------------------------------------
+
+def test_run_explains_near_misses_of_a_live_audit_stream(tmp_path: Path) -> None:
+    """An audit-only sensor following an audit log (no eBPF needed) logs near misses, rate-limited,
+    and says at the end how many it saw and left unexplained."""
+    log = ROOT / "tests" / "data" / "k8s_audit" / "events.jsonl"
+    r = falconet("run", "-r", str(ROOT / "rules" / "k8s_audit_rules.yaml"), "-o", "syscall.enabled=false",
+                 "-o", f"k8s_audit.files=[{log}]", "-o", f"state_dir={tmp_path}", "-o", "webserver.enabled=false",
+                 "--explain", "K8s Privileged Pod Created", "--explain-filter", "ka.target.resource = pods",
+                 "-M", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    head = "explain: near miss of rule 'K8s Privileged Pod Created'"
+    heads = [line for line in r.stderr.splitlines() if head in line]
+    assert len(heads) == 5
+    assert 'Rule "K8s Privileged Pod Created" did not match event #1 (k8s_audit k8s_audit)' in r.stderr
+    assert ("explain: rule 'K8s Privileged Pod Created': 12 events of its types seen (selected by "
+            "--explain-filter), 10 near misses, 5 explained, 5 not explained (rate limit)") in r.stderr
+    # The two privileged pods still alert as they would without --explain.
+    assert r.stdout.count("Warning Privileged K8s pod created") == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--explain", "Nope"], "no rule named 'Nope' is loaded"),
+    (["--explain", "K8s Audit Event"], "rule 'K8s Audit Event' is disabled"),
+    (["--explain", "K8s Request Denied", "--explain-filter", "ka.nope = 1"], "--explain-filter 'ka.nope = 1'"),
+    (["--explain-filter", "ka.verb = get"], "--explain-filter needs --explain RULE"),
+])
+def test_run_explain_mistakes_are_usage_errors(args: list[str], message: str) -> None:
+    r = falconet("run", "--dry-run", "-r", str(ROOT / "rules" / "k8s_audit_rules.yaml"),
+                 "-o", "syscall.enabled=false", *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr

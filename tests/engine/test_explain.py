@@ -296,3 +296,89 @@ def test_a_condition_that_holds_but_another_rule_alerted_says_so(tmp_path: Path)
     assert e.matched and e.alerted is False
     assert e.note == 'the condition holds, but rule "First" matched first (rule_matching: first)'
     assert e.decided_text() == 'every operand of "and" holds → true'
+
+
+# -- live: run --explain ----------------------------------------------------------------------------
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _near_misses(tmp_path: Path, events: list[dict[str, Any]], filter_text: str | None = None,
+                 clock: Any = None) -> tuple[Any, Any, list[str]]:
+    import logging
+
+    from sensor.engine.explain import NearMisses
+    from sensor.runtime import Runtime
+    from sensor.sources.replay import ReplaySource
+
+    rs = _ruleset(tmp_path, "spawned and in_container and proc.name in (shells) and not known_shell")
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("".join(json.dumps({"source": "syscall", "fields": f}) + "\n" for f in events))
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    log = logging.getLogger("test.explain.live")
+    log.propagate = False
+    log.handlers = [Keep()]
+    log.setLevel(logging.INFO)
+    near = NearMisses("R", filter_text, log, clock=clock or _Clock())
+    near.bind(rs)
+    alerts: list[Any] = []
+    rt = Runtime(rs, [ReplaySource(capture)], alerts.append)
+    rt.observe = near
+    rt.run()
+    return near, alerts, records
+
+
+def test_live_near_misses_are_explained_and_hits_are_not(tmp_path: Path) -> None:
+    toolbox = {**EXEC, "container.image.repository": "my-registry/debug-toolbox"}
+    events = [EXEC, toolbox, {**EXEC, "proc.name": "nc"}, {**EXEC, "evt.type": "openat"}]
+    near, alerts, records = _near_misses(tmp_path, events)
+    assert [a.rule for a in alerts] == ["R"]               # the hot path is unchanged
+    assert (near.seen, near.misses, near.logged, near.suppressed) == (3, 2, 2, 0)
+    assert records[0].splitlines()[0] == "explain: near miss of rule 'R'"
+    assert 'Rule "R" did not match event #2 (syscall execve)' in records[0]
+    assert "decided by: not ▸ macro known_shell" in records[0]
+    assert 'proc.name "nc" in (shells) → false   ◀ decided' in records[1]
+
+
+def test_live_near_misses_follow_the_filter_and_the_rate_limit(tmp_path: Path) -> None:
+    clock = _Clock()
+    events = [{**EXEC, "proc.name": "nc", "proc.pid": i} for i in range(12)] + [{**EXEC, "proc.name": "cat"}]
+    near, _alerts, records = _near_misses(tmp_path, events, "proc.name = nc", clock)
+    assert (near.seen, near.misses, near.logged, near.suppressed) == (12, 12, 5, 7)
+    assert len(records) == 5 and all("proc.name \"nc\"" in r for r in records)
+    assert near.summary() == ("explain: rule 'R': 12 events of its types seen (selected by --explain-filter), "
+                              "12 near misses, 5 explained, 7 not explained (rate limit)")
+    # 12 seconds later one more may be logged, and it says how many were not.
+    clock.now = 12.0
+    near(near._ruleset, _event({"proc.name": "nc"}), [])
+    assert records[-1].splitlines()[0] == "explain: near miss of rule 'R' (7 more not explained: rate limit)"
+
+
+def test_live_explanations_follow_a_reload(tmp_path: Path) -> None:
+    import logging
+
+    from sensor.engine.explain import NearMisses
+
+    log = logging.getLogger("test.explain.reload")
+    near = NearMisses("R", None, log, clock=_Clock())
+    near.bind(_ruleset(tmp_path, "spawned and proc.name = zsh"))
+    other = tmp_path / "other.yaml"
+    other.write_text("- rule: S\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: Warning\n")
+    gone = load_rules([other])
+    near(gone, _event({}), [])
+    assert near._explainer is None and near.seen == 0
+    back = _ruleset(tmp_path, "spawned and proc.name = fish")
+    near(back, _event({}), [])
+    assert near._explainer is not None and near.misses == 1
+    with pytest.raises(ValueError, match=r"--explain-filter 'proc\.nam = x'"):
+        NearMisses("R", "proc.nam = x", log).bind(back)
