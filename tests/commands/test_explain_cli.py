@@ -229,3 +229,30 @@ def test_run_explain_mistakes_are_usage_errors(args: list[str], message: str) ->
     r = falconet("run", "--dry-run", "-r", str(ROOT / "rules" / "k8s_audit_rules.yaml"),
                  "-o", "syscall.enabled=false", *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+# -- docs/rules.md stays true ----------------------------------------------------------------------
+
+def _block(doc: str, starts: str) -> str:
+    text = doc[doc.index(starts):]
+    return text[:text.index("```")]
+
+
+def test_the_debugging_section_of_the_docs_is_what_the_commands_do(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "rules.md").read_text()
+    tuning = tmp_path / "tuning.yaml"
+    tuning.write_text(yaml.safe_dump(yaml.safe_load(_block(doc, "- macro: falconet_user_known_container_shell"))))
+    event = {"source": "syscall", "fields": {
+        "evt.type": "execve", "evt.res": "SUCCESS", "proc.name": "sh", "proc.pname": "python3",
+        "proc.cmdline": "sh -c id", "container.id": "9f2c41d07a3e",
+        "container.image.repository": "registry.example.com/shop/api"}}
+    r = falconet("explain", "-r", str(ROOT / "rules" / "falconet_rules.yaml"), "-r", str(tuning),
+                 "Shell spawned in container", json.dumps(event))
+    shown = _block(doc, '$ falconet explain "Shell spawned in container" shell.json').splitlines()[1:]
+    assert (r.stdout + r.stderr).splitlines() == shown
+    # The rule test file of the docs, next to the bundled rules, passes.
+    tests = tmp_path / "rules" / "tests"
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tests / "docs_example.yaml").write_text(_block(doc, "rules: [../falconet_rules.yaml]"))
+    r = falconet("rules", "test", str(tests / "docs_example.yaml"))
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "2 passed, 0 failed", r.stdout
