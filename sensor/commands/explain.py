@@ -24,7 +24,7 @@ import click
 
 from sensor import config as config_mod
 from sensor.engine.loader import RulesLoadError
-from sensor.errors import FalconetError
+from sensor.errors import ConfigError, FalconetError
 from sensor.rulesetup import load_configured, rule_paths
 from sensor.status import Exit
 
@@ -48,6 +48,17 @@ def unknown_rule(ruleset: Any, name: str, where: str) -> FalconetError:
     hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else \
         "`falconet rules list` shows the loaded rules"
     return FalconetError(f"no rule named '{name}' in {where}", hint=hint)
+
+
+def _refuse_output_overrides(overrides: list[str]) -> None:
+    """An -o for an output key would do nothing here: explain runs no output."""
+    from sensor.commands.replay import _output_keys
+
+    keys = _output_keys()
+    for item in overrides:
+        dotted = item.split("=", 1)[0].strip().removesuffix("[]")
+        if any(k == dotted or k.startswith(dotted + ".") for k in keys):
+            raise ConfigError(f"-o {item}: explain prints explanations and runs no output")
 
 
 def _events(specs: tuple[str, ...]) -> Iterator[Any]:
@@ -97,7 +108,9 @@ def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files:
     from sensor.engine.explain import RuleExplainer
 
     root = ctx.find_root().obj or {}
-    cfg = config_mod.load(config_path or root.get("config_path"), [*root.get("overrides", []), *overrides])
+    ovr = [*root.get("overrides", []), *overrides]
+    _refuse_output_overrides(ovr)
+    cfg = config_mod.load(config_path or root.get("config_path"), ovr)
     paths = list(rules_files) or root.get("rules_files", [])
     try:
         rs = load_configured(cfg, paths)

@@ -191,6 +191,8 @@ def test_explain_audit_events_with_a_filter() -> None:
     (["Shell spawned in container", "{not json"], "event argument 1: invalid JSON", 1),
     (["Shell spawned in container", "/nonexistent.jsonl"], "/nonexistent.jsonl: cannot open", 1),
     (["Shell spawned in container", "--filter", "proc.nam = x", "-"], "--filter", 2),
+    (["Shell spawned in container", "-o", "file_output.enabled=true", "-"],
+     "-o file_output.enabled=true: explain prints explanations and runs no output", 3),
 ])
 def test_explain_errors_are_one_line(args: list[str], message: str, code: int) -> None:
     r = falconet("explain", *args, stdin="")
