@@ -44,7 +44,9 @@ def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | Non
     stderr at the end."""
     root = ctx.find_root().obj or {}
     options = RunOptions(config_path=config_path or root.get("config_path"),
-                         overrides=[*root.get("overrides", []), *overrides],
+                         # Explaining needs the opens the in-kernel filter would drop: near misses are among them.
+                         overrides=[*root.get("overrides", []), *overrides,
+                                    *(["syscall.open_filter=false"] if explain else [])],
                          rules_files=list(rules_files) or list(root.get("rules_files", [])),
                          disable=disable, disable_tags=disable_tags, enable_tags=enable_tags,
                          unbuffered=unbuffered)
