@@ -191,10 +191,14 @@ def test_default_configuration_loads_the_bundled_rules() -> None:
 # -- rules are data (issue 14, findings 1 and 18) ------------------------------------------------
 
 def _peak_rss_mb(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run the CLI in a child that reports its own peak resident memory (MiB) on stderr's last line."""
-    code = ("import resource, sys\nfrom sensor.cli import main\ntry:\n    main(sys.argv[1:])\n"
+    """Run the CLI in a child that reports its own peak resident memory (MiB) on stderr's last line.
+
+    VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's size when forked, so it would
+    measure how big the test process had grown (the live capture tests make it hundreds of MiB)."""
+    code = ("import sys\nfrom sensor.cli import main\ntry:\n    main(sys.argv[1:])\n"
             "except SystemExit as e:\n    rc = e.code\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+            "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
+            "print(int(hwm.split()[1]) // 1024, file=sys.stderr)\n"
             "sys.exit(rc)\n")
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
                        timeout=120)
