@@ -15,7 +15,8 @@ Needs root and eBPF.
   fail, one event each, all of which reach the rules (the bundled rules keep every write open in
   the kernel); goal >= 50,000/s.
 - memory: the sensor's RSS with the bundled rules, and with Falco's official syscall rules added
-  (../shared/compat), after the workloads; goal <= 100 MiB.
+  (the project's compatibility corpus, when it is beside the checkout), after the workloads;
+  goal <= 100 MiB.
 
     .venv/bin/python bench/overhead.py            # the full run, several minutes
     .venv/bin/python bench/overhead.py --quick    # a smoke run; figures are not meaningful

@@ -224,7 +224,8 @@ def test_reload_keeps_old_rules_on_error_then_swaps(tmp_path: Path, rules_file: 
 def test_webserver_health_and_metrics(tmp_path: Path, rules_file: Path) -> None:
     src = ListSource([event(1), event(2), event(3, "openat", "cat", **{"fd.name": "/etc/passwd"})], finish=False)
     sensor = Sensor(options(tmp_path, rules_file, "webserver.enabled=true", "webserver.listen_port=0",
-                            "webserver.listen_address=127.0.0.1"), make_sources=lambda c, r: [src])
+                            "webserver.listen_address=127.0.0.1", "webserver.token=scrape"),
+                    make_sources=lambda c, r: [src])
     sensor.start()
     src.drops = 4
     th = threading.Thread(target=sensor.run, kwargs={"install_signals": False})
@@ -234,7 +235,9 @@ def test_webserver_health_and_metrics(tmp_path: Path, rules_file: Path) -> None:
         assert wait_for(lambda: len(alerts_in(tmp_path)) >= 3)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
             assert (r.status, json.loads(r.read())) == (200, {"status": "ok"})
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        # Per-rule metrics need the token (sensor/webserver.py).
+        scrape = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape"})
+        with urllib.request.urlopen(scrape, timeout=10) as r:
             text = r.read().decode()
     finally:
         sensor.stop()
@@ -283,13 +286,16 @@ def falconet(*args: str, timeout: float = 60, prefix: tuple[str, ...] = (), **kw
 
 
 def test_run_dry_run_prints_what_would_run(tmp_path: Path, rules_file: Path) -> None:
-    res = falconet("run", "--dry-run", "-r", str(rules_file), "-o", "syscall.enabled=false",
+    audit_rules = tmp_path / "audit_rules.yaml"
+    audit_rules.write_text("- rule: Secret read\n  desc: t\n  condition: ka.target.resource = secrets\n"
+                           "  output: secret read by %ka.user.name\n  priority: Warning\n  source: k8s_audit\n")
+    res = falconet("run", "--dry-run", "-r", str(rules_file), "-r", str(audit_rules), "-o", "syscall.enabled=false",
                    "-o", f"k8s_audit.files=[{tmp_path}/audit.log]", "-o", "fluent_output.enabled=true",
                    "-o", f"state_dir={tmp_path}")
     assert res.returncode == 0, res.stderr
     out = res.stdout.splitlines()
     assert f"Rules file: {rules_file}" in out
-    assert "Rules: 2 enabled of 2 loaded, sources syscall" in out
+    assert "Rules: 3 enabled of 3 loaded, sources k8s_audit, syscall" in out
     assert f"Sources: k8s_audit file {tmp_path}/audit.log" in out
     assert "Output stdout: in-memory queue of 10000 alerts" in out
     assert f"Output fluent: spooled in {tmp_path}/spool/fluent (up to 1GiB)" in out
@@ -367,7 +373,7 @@ response:
       match: {sources: [syscall], condition: "falconet_container and proc.name = cat"}
       do: kill_process
 """)
-    res = falconet("run", "--dry-run", "-c", str(cfg), "-o", "syscall.enabled=false")
+    res = falconet("run", "--dry-run", "-c", str(cfg))
     assert res.returncode == 0, res.stderr
     assert any(line.startswith("Response action kill-in-containers: kill_process on sources ['syscall'], "
                                "condition 'falconet_container and proc.name = cat'")

@@ -75,10 +75,12 @@ def _spec_events(i: int, spec: str) -> Iterator[Any]:
     from sensor.sources.replay import ReplayError, parse_line, read_events
 
     if spec.lstrip().startswith(("{", "[")):
+        from sensor.jsontext import DecodeError, loads
+
         try:
-            obj = json.loads(spec)
-        except json.JSONDecodeError as e:
-            raise ReplayError(f"event argument {i}: invalid JSON: {e.msg} (column {e.colno})") from None
+            obj = loads(spec)
+        except DecodeError as e:
+            raise ReplayError(f"event argument {i}: {e}") from None
         yield from parse_line(obj, f"event argument {i}", 1)
     elif spec == "-":
         yield from read_events(sys.stdin, "<stdin>")

@@ -188,7 +188,7 @@ def test_explain_audit_events_with_a_filter() -> None:
     (["Shell spawned in containr", "-"], "no rule named 'Shell spawned in containr'", 1),
     (["Kernel module loaded", json.dumps(SHELL)], "none of the 1 events read is among the syscall events of type "
      "finit_module, init_module", 1),
-    (["Shell spawned in container", "{not json"], "event argument 1: invalid JSON", 1),
+    (["Shell spawned in container", "{not json"], "event argument 1: not valid JSON", 1),
     (["Shell spawned in container", "/nonexistent.jsonl"], "/nonexistent.jsonl: cannot open", 1),
     (["Shell spawned in container", "--filter", "proc.nam = x", "-"], "--filter", 2),
     (["Shell spawned in container", "-o", "file_output.enabled=true", "-"],
