@@ -12,6 +12,7 @@ exactly when its settings differ, and what the sensor reports about itself is se
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -111,6 +112,8 @@ class Runtime:
         self._running = False
         self._reload = False
         self._reopen: Callable[[], None] | None = None
+        # `run --explain`: sees every event with its ruleset and alerts; None keeps the loop as it is.
+        self.observe: Callable[[Any, Any, list[Alert]], None] | None = None
 
     # -- control (signal-safe: they only set flags) ------------------------------------------------
 
@@ -249,6 +252,8 @@ class Runtime:
             return
         self.events += len(events)
         process = self.ruleset.process
+        if self.observe is not None:
+            process = functools.partial(_observed, process, self.observe, self.ruleset)
         sink = self.sink
         counts = self._counts
         current: str | None = None
@@ -588,6 +593,13 @@ class Sensor:
                          self.reload_failures, tuple(plan.rule_files) if plan else (),
                          plan.cfg.path if plan else None)
         return take_snapshot(life, self.runtime, self.outputs, self.response)
+
+
+def _observed(process: Callable[[Any], list[Alert]], observe: Callable[[Any, Any, list[Alert]], None],
+              ruleset: Any, event: Any) -> list[Alert]:
+    alerts = process(event)
+    observe(ruleset, event, alerts)
+    return alerts
 
 
 def _event_source(source_name: str) -> str:

@@ -20,10 +20,9 @@ from sensor.commands import options
 from sensor.engine.ruleset import Ruleset
 from sensor.errors import ConfigError
 from sensor.outputs import fluentlog
-from sensor.outputs import settings as output_settings
 from sensor.outputs.build import build_outputs
 from sensor.outputs.render import Renderer
-from sensor.outputs.settings import OutputSettings, RenderSettings
+from sensor.outputs.settings import OutputSettings, RenderSettings, sets_an_output_key
 from sensor.rulesetup import load_configured
 from sensor.runtime import Runtime
 from sensor.settings import RuleSettings
@@ -44,10 +43,8 @@ def _printer(settings: RenderSettings, static_fields: Mapping[str, Any]) -> Call
 
 def refuse_output_overrides(overrides: list[str]) -> None:
     """ConfigError for the first `-o` that sets an output key: printing alerts runs no output."""
-    keys = [k.path for group in output_settings.KEY_GROUPS for k in group]
     for item in overrides:
-        dotted = item.split("=", 1)[0].strip().removesuffix("[]")
-        if any(k == dotted or k.startswith(dotted + ".") for k in keys):
+        if sets_an_output_key(item):
             raise ConfigError(f"-o {item}: replay prints the alerts and runs no output",
                               hint="add --outputs to send them through the configured outputs")
 

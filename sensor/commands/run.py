@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ import click
 
 from sensor.commands import options
 from sensor.commands.options import Settings
+from sensor.engine.explain import NearMisses
+from sensor.engine.ruleset import Ruleset
 from sensor.errors import ConfigError, UnavailableError
 from sensor.runtime import RunOptions, Sensor, prepare
 from sensor.status import Exit
@@ -48,6 +50,8 @@ class RunFlags:
     enable_source: Sequence[str] = ()
     pidfile: str | None = None
     print_format: str | None = None
+    explain: str | None = None            # run --explain RULE: log near misses (sensor/engine/explain.py)
+    explain_filter: str | None = None
 
     def merged(self, root: dict[str, Any]) -> RunFlags:
         """These flags (of `falconet run`) with the root command's (`falconet -M 5 run`) added."""
@@ -94,33 +98,63 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
     """Run the sensor (or its dry run) as the flags say; return the exit code."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s falconet %(levelname)s %(message)s")
+    near = _near_misses(flags)
+    # Explaining needs the opens the in-kernel filter would drop: near misses are among them.
+    explaining = ["syscall.open_filter=false"] if near is not None else []
     run_options = RunOptions(
         config_path=settings.config_path,
-        overrides=[*settings.overrides, *source_overrides(flags), *print_overrides(flags.print_format)],
+        overrides=[*settings.overrides, *source_overrides(flags), *print_overrides(flags.print_format),
+                   *explaining],
         rules_files=settings.rules_files, disable=flags.disable, disable_tags=flags.disable_tags,
         enable_tags=flags.enable_tags, unbuffered=flags.unbuffered, verbose=flags.verbose,
         require_source=True)
     if flags.dry_run:
         plan = prepare(run_options)
+        if near is not None:
+            _bind(near, plan.ruleset, lambda: None)
         for w in plan.cfg.warnings:
             click.echo(f"falconet: warning: {w}", err=True)
         for line in plan.describe():
             click.echo(line)
+        if near is not None:
+            click.echo(f"Explain: near misses of rule '{flags.explain}' (in-kernel open filter off)")
         if not plan.settings.sources.planned():
             raise ConfigError("no event source is enabled", hint=_NO_SOURCE_HINT)
         return Exit.OK
     sensor = Sensor(run_options)
     sensor.start()
-    assert sensor.plan is not None
+    assert sensor.plan is not None and sensor.runtime is not None
+    if near is not None:
+        _bind(near, sensor.plan.ruleset, sensor.close)
+        sensor.runtime.observe = near
     logging.getLogger().setLevel(_LEVELS[sensor.plan.settings.log_level])
     with _pidfile(flags.pidfile):
         summary = sensor.run(flags.duration)
     sys.stdout.flush()
+    if near is not None:
+        log.info("%s", near.summary())
     if flags.verbose:
         for line in summary.falco_stats():
             click.echo(line, err=True)
     click.echo(summary.line(), err=True)
     return Exit.OK
+
+
+def _near_misses(flags: RunFlags) -> NearMisses | None:
+    """The near-miss logger of --explain RULE, or None; --explain-filter alone is refused."""
+    if flags.explain_filter and not flags.explain:
+        raise click.UsageError("--explain-filter needs --explain RULE")
+    if not flags.explain:
+        return None
+    return NearMisses(flags.explain, flags.explain_filter, log)
+
+
+def _bind(near: NearMisses, ruleset: Ruleset, close: Callable[[], None]) -> None:
+    try:
+        near.bind(ruleset)
+    except ValueError as e:
+        close()
+        raise click.BadParameter(str(e), param_hint="--explain") from None
 
 
 _NO_SOURCE_HINT = ("keep one of syscall.enabled, k8s_audit.webhook.enabled or k8s_audit.files on "
@@ -150,6 +184,10 @@ class _pidfile:
 @click.command("run")
 @options.config_and_rules
 @options.run_flags
+@click.option("--explain", "explain", metavar="RULE",
+              help="Log why RULE did not match events of its types (near misses), at most 5 a minute.")
+@click.option("--explain-filter", "explain_filter", metavar="CONDITION",
+              help="With --explain: only events this condition selects (e.g. 'proc.name=nc').")
 @click.pass_context
 def run(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], rules_files: tuple[str, ...],
         **flags: Any) -> None:

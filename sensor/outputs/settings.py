@@ -175,6 +175,13 @@ KEY_GROUPS: tuple[tuple[Key, ...], ...] = (CONFIG_KEYS, STDOUT_KEYS, FILE_KEYS, 
 """Every key of the outputs, in the order the bundled falconet.yaml lists them."""
 
 
+def sets_an_output_key(override: str) -> bool:
+    """Whether `-o key=value` (or `key[]=value`) sets a key of the outputs, or a group of them
+    (`-o 'file_output={...}'`): what a command that runs no output refuses."""
+    dotted = override.split("=", 1)[0].strip().removesuffix("[]")
+    return any(k.path == dotted or k.path.startswith(dotted + ".") for group in KEY_GROUPS for k in group)
+
+
 # -- shared by every channel -----------------------------------------------------------------------
 
 
