@@ -129,14 +129,14 @@ def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files:
         fired = [a.rule for a in rs.process(ev)]
         if not explainer.applies(ev) or (selected is not None and not selected(ev)):
             continue
-        e = explainer.explain(ev, fired)
+        why_not = explainer.explain(ev, fired)
         explained += 1
-        matched += e.matched
-        alerted += bool(e.alerted)
+        matched += why_not.matched
+        alerted += bool(why_not.alerted)
         if as_json:
-            click.echo(json.dumps(e.as_json(), ensure_ascii=False, default=str))
+            click.echo(json.dumps(why_not.as_json(), ensure_ascii=False, default=str))
         else:
-            click.echo(e.text())
+            click.echo(why_not.text())
     kinds = f"{compiled.source} events of type {explainer.types_text()}"
     if not explained:
         why = " selected by --filter" if selected is not None else ""
