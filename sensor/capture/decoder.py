@@ -2,7 +2,7 @@
 
 Each record kind has one precompiled struct (sensor/capture/layout.py). Syscall arguments are
 rendered under Falco's names by one generated function per syscall (sensor/capture/argcode.py),
-built once from the parameter table of sensor/capture/syscalls.py.
+built once from the parameter table of sensor/syscalls.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from sensor.capture import argcode, render
 from sensor.capture.layout import K_EXEC, K_EXIT, K_FORK, K_SYSCALL, LAYOUTS, X_EXE_MEMFD, X_HAVE_FILE, X_HAVE_SOCK
 from sensor.capture.procstate import ProcessTable, exe_writable, fd_type_of_mode, resolve_path
-from sensor.capture.syscalls import BY_NR, Syscall
 from sensor.event import Fd, Process, SyscallEvent
+from sensor.syscalls import BY_NR, Syscall
 
 _SYSCALL = LAYOUTS["syscall"].struct
 _EXEC = LAYOUTS["exec"].struct

@@ -178,7 +178,7 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
             tracepoints.append([sc.tracepoint, "sys_exit_closes_fd" if sc.closes_fd else "sys_exit"])
         else:
             raw_needed.append(sc.name)
-        specs.append([sc.nr, sc.kernel_spec(True, not has_tp, track_fds).hex()])
+        specs.append([sc.nr, syscalls.kernel_spec(sc, True, not has_tp, track_fds).hex()])
     req = {
         "macros": {"RINGBUF_PAGES": ringbuf_bytes // PAGE, "MAX_PREFIX": MAX_PREFIX,
                    "KNOWN_FDS_MAX": known_fds_max,
