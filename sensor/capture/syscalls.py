@@ -7,6 +7,7 @@ attached whatever the rules say, and the choice of syscalls for a set of event t
 
 from __future__ import annotations
 
+from sensor.capture.layout import KF_ALL, pack
 from sensor.syscalls import (
     ADDR_FIXED,
     ADDR_LEN_PTR,
@@ -23,35 +24,42 @@ from sensor.syscalls import (
 
 SYSCALLS: tuple[Syscall, ...] = CAPTURED
 BY_NAME: dict[str, Syscall] = {s.name: s for s in CAPTURED}
-SPEC_SIZE = 16
 
 __all__ = ["ADDR_FIXED", "ADDR_LEN_PTR", "ADDR_LEN_VALUE", "ADDR_MSGHDR", "ADDR_NONE", "BASE", "BY_NAME",
-           "BY_NR", "FD_ARG0", "FD_NONE", "FD_RES", "SPEC_SIZE", "SYSCALLS", "Syscall", "kernel_spec",
+           "BY_NR", "FD_ARG0", "FD_NONE", "FD_RES", "SYSCALLS", "Syscall", "kernel_spec",
            "select"]
 
 
-def kernel_spec(sc: Syscall, enabled: bool, raw: bool, track_fds: bool = True) -> bytes:
-    """The syscall's row of the probe's `specs` map (struct spec). `track_fds`: remember the fds
-    it creates in known_fds, which only the close filter reads."""
+def kernel_spec(sc: Syscall, enabled: bool, raw: bool, track_fds: bool = True,
+                filter_row: dict[str, int] | None = None) -> bytes:
+    """The syscall's row of the probe's `specs` map (layout.SPEC). `track_fds`: remember the fds it
+    creates in known_fds, which only the close filter reads. `filter_row`: the kernel filter's
+    fields (kfilter.Tables.specs), none for a syscall whose every event is wanted."""
     strs = list(sc.strings) + [-1] * (3 - len(sc.strings))
     arg, alen, mode = sc.addr
-    return bytes([
-        int(enabled), *(s & 0xFF for s in strs), arg & 0xFF, alen & 0xFF, mode, sc.sockfd,
-        sc.filefd, int(sc.creates_fd and track_fds), int(sc.closes_fd), int(sc.open_flags_arg >= 0),
-        sc.open_flags_arg & 0xFF, int(raw), int(sc.strings_if_failed), 0,
-    ])
+    dirfd = sc.dirfd_of(0)
+    row = {"kf_mode": KF_ALL, "state": int(sc.name in BASE)}
+    row.update(filter_row or {})
+    return pack(
+        "spec", enabled=int(enabled), str=bytes(x & 0xFF for x in strs), addr=arg & 0xFF, addrlen=alen & 0xFF,
+        addrmode=mode, sockfd=sc.sockfd, filefd=sc.filefd, creates_fd=int(sc.creates_fd and track_fds),
+        closes_fd=int(sc.closes_fd), open=int(sc.name in OPENS), flags_arg=sc.open_flags_arg & 0xFF,
+        raw=int(raw), str_if_failed=int(sc.strings_if_failed), dirfd0=dirfd & 0xFF, fd_path=int(sc.fd_path),
+        sock_args=int(sc.name == "socket"), **row)
 
 
-# Needed for process and fd state whatever the rules say: cwd (chdir), effective ids (set*id:
-# user.uid is the euid, which every event's header does not carry), session and process group
-# (setsid, setpgid) and fd copies. Process creation, exec and exit come from the sched
-# tracepoints, which are always attached. close is not here: it is the commonest syscall after
-# open and no rule of Falco's names it, and its only use would be to forget descriptors. A
-# descriptor number reused by an open the kernel filtered is caught where it is used instead:
-# the events that name an existing fd carry the kernel's (dev, ino) of it, and a table entry that
-# does not match is dropped as stale (decoder.py).
-BASE: frozenset[str] = frozenset({"dup", "dup2", "dup3", "chdir", "fchdir", "setsid", "setpgid",
-                                  "setuid", "setgid", "setresuid", "setresgid"})
+# Syscalls that open a path and create an fd for it: the decoder makes fd.name from the path.
+OPENS: frozenset[str] = frozenset({"open", "openat", "openat2", "creat"})
+
+
+# Needed for process and fd state whatever the rules say: cwd (chdir, fchdir), session and
+# process group (setsid, setpgid) and fd copies. Process creation, exec and exit come from the
+# sched tracepoints, which are always attached; the effective ids and the name come with every
+# record. close is not here: it is the commonest syscall after open and no rule of Falco's names
+# it, and its only use would be to forget descriptors. A descriptor number reused by an open the
+# kernel filtered is caught where it is used instead: the events that name an existing fd carry
+# the kernel's view of it, and a table entry that does not match is replaced (decoder.py).
+BASE: frozenset[str] = frozenset({"dup", "dup2", "dup3", "chdir", "fchdir", "setsid", "setpgid"})
 
 # Falco's older name for umount2.
 ALIASES: dict[str, str] = {"umount": "umount2"}

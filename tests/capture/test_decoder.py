@@ -22,8 +22,8 @@ BOOT = 1_700_000_000_000_000_000
 
 def header(kind: int, tgid: int, *, nr: int = 0, cgroup: int, comm: bytes = b"bash", uid: int = 0,
            ts: int = 5_000) -> dict[str, Any]:
-    return dict(kind=kind, nr=nr, tid=tgid, tgid=tgid, uid=uid, gid=uid, cpu=1, ts=ts, cgroup=cgroup,
-                comm=comm.ljust(16, b"\0"))
+    return dict(kind=kind, nr=nr, tid=tgid, tgid=tgid, uid=uid, gid=uid, euid=uid, egid=uid, cpu=1, ts=ts,
+                cgroup=cgroup, comm=comm.ljust(16, b"\0"))
 
 
 def pack(name: str, values: dict[str, Any], tail: bytes = b"") -> memoryview:
@@ -66,7 +66,7 @@ class World:
         vals.update(res=res, laddr=len(addr), **lens, **extra)
         for i, a in enumerate(args):
             vals[f"a{i}"] = a & 0xFFFFFFFFFFFFFFFF
-        view = pack("syscall", vals, tail + addr)
+        view = pack("syscall", vals, addr + tail)       # the probe writes the address first
         return self.dec.handle(view, 0, len(view))
 
     def take(self) -> list:
