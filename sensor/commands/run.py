@@ -28,10 +28,12 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
 @click.option("-t", "enable_tags", multiple=True, metavar="TAG", help="Only run rules with this tag.")
 @click.option("-U", "unbuffered", is_flag=True, help="Flush every alert at once (buffered_outputs=false).")
 @click.option("--dry-run", is_flag=True, help="Load and check configuration and rules, print what would run.")
+@click.option("-v", "verbose", is_flag=True,
+              help="Verbose start-up: log, per syscall, what the kernel keeps of its events.")
 @click.pass_context
 def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...],
         duration: float | None, disable: tuple[str, ...], disable_tags: tuple[str, ...],
-        enable_tags: tuple[str, ...], unbuffered: bool, dry_run: bool) -> None:
+        enable_tags: tuple[str, ...], unbuffered: bool, dry_run: bool, verbose: bool) -> None:
     """Run the sensor until SIGINT/SIGTERM (or -M seconds). SIGHUP reloads configuration and rules
     (keeping the old ones if the new ones fail); SIGUSR1 reopens output files. A summary line goes to
     stderr at the end."""
@@ -43,6 +45,8 @@ def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | Non
                          unbuffered=unbuffered)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s falconet %(levelname)s %(message)s")
+    if verbose:
+        logging.getLogger("falconet.capture").setLevel(logging.DEBUG)
     try:
         if dry_run:
             for line in prepare(options).describe():
