@@ -99,7 +99,8 @@ def one_run(read_shadow: bool, timeout: float = 2.0) -> float | None:
 
 def response_only(runs: int) -> list[float]:
     """Milliseconds from ResponseWorker.submit() to the record that the SIGKILL was sent."""
-    from sensor.event import Alert, RecordedEvent
+    from sensor.alert import Alert
+    from sensor.event import RecordedEvent
     from sensor.response.match import AlertMatch
     from sensor.response.procfs import read_stat
     from sensor.response.spec import ActionSpec

@@ -19,7 +19,6 @@ import copy
 import importlib
 import os
 import re
-import socket
 import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from sensor.alert import CHOICES as PRIORITY_CHOICES
+from sensor.alert import resolve_hostname
 from sensor.assets import asset_dir
 from sensor.errors import ConfigError
 
@@ -112,8 +113,7 @@ CONFIG_KEYS: tuple[Key, ...] = (
         "Rule selection as in Falco: a list of {enable: {rule|tag: NAME}} / {disable: {...}} items, "
         "applied in order; names may use * wildcards."),
     Key("priority", str, "Debug", "Minimum priority of rules to load (Falco's `priority`).",
-        choices=("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational",
-                 "Info", "Debug")),
+        choices=PRIORITY_CHOICES),
     Key("rule_matching", str, "first",
         "first: an event triggers at most one rule (the first in load order); all: every match.",
         choices=("first", "all")),
@@ -226,7 +226,7 @@ class Config:
 
     def hostname(self) -> str:
         """The hostname alerts carry: `hostname`, else $FALCONET_HOSTNAME, else the host's name."""
-        return self.get("hostname") or os.environ.get("FALCONET_HOSTNAME") or socket.gethostname()
+        return resolve_hostname(self.get("hostname") or "")
 
     def state_path(self, *parts: str) -> Path:
         """A path under `state_dir`."""

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sensor.engine.formatter import alert_dict
-from sensor.event import PRIORITIES, Alert
+from sensor.alert import NAMES, Alert, Priority, alert_dict
 
 ECS_VERSION = "8.11.0"
 DATASET = "falconet.alerts"
@@ -105,10 +104,9 @@ falco.output_fields only; proc.args is one of them on purpose: Falco's is a sing
 argv[0], ECS's process.args an array that starts with the executable, and splitting on spaces
 would invent arguments."""
 
-SEVERITY: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}
-"""Falco priority → event.severity: Falco's own number, the syslog severity (0 Emergency ... 7 Debug,
-lower is more severe), the same number `Alert.priority_num` gives."""
-SEVERITY["Info"] = SEVERITY["Informational"]
+SEVERITY: dict[str, int] = {name: int(Priority.parse(name)) for name in (*NAMES, "Info")}
+"""Falco priority name (as a Falco alert spells it) → event.severity: the Priority's number, the
+syslog severity (0 Emergency ... 7 Debug, lower is more severe). The ingest pipeline's table."""
 
 # MITRE ATT&CK tactics by the tag Falco's rules use for them, in ATT&CK's kill-chain order.
 TACTICS: tuple[tuple[str, str, str], ...] = (
@@ -245,13 +243,13 @@ def to_ecs(alert: Alert) -> dict[str, Any]:
             "kind": "alert",
             "category": categories(alert.source, tags),
             "type": list(EVENT_TYPE),
-            "severity": SEVERITY[alert.priority],
+            "severity": int(alert.priority),
             "module": MODULE,
             "dataset": DATASET,
             "id": alert.uuid,
         },
         "rule": {"name": alert.rule, "ruleset": alert.source},
-        "log": {"level": alert.priority.lower()},
+        "log": {"level": alert.priority.label.lower()},
         "tags": tags,
         "falco": falco,
     }

@@ -1,4 +1,4 @@
-"""The types that cross the seams: events (sources → engine) and alerts (engine → outputs, response).
+"""The event types that cross the seam between sources and the engine (alerts: sensor/alert.py).
 
 An event answers `value(field, arg)` with the value of a Falco field, or None when it has none
 (absent and null mean the same, and make every comparison on the field false). Three kinds:
@@ -16,7 +16,6 @@ imported) so the engine never needs to know which kind of event it is evaluating
 
 from __future__ import annotations
 
-import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -228,39 +227,3 @@ class AuditEvent:
     def value(self, field: str, arg: str | None = None) -> Any:
         ex = self.extractors.get(field)
         return ex(self, arg) if ex is not None else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Alerts
-# ---------------------------------------------------------------------------------------------
-
-PRIORITIES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug")
-"""Falco's priorities, most severe first; the index is the syslog severity."""
-
-
-@dataclass(slots=True, eq=False)
-class Alert:
-    """A rule that matched an event, ready for the outputs (DESIGN.md §3, §6).
-
-    `time_ns` is the event's time; `output_fields` the typed values of the fields the output
-    string names (None when missing); `event` the event itself, so responders can read fields the
-    output does not print. Internal alerts (drops, failed reload, flood summaries, response
-    records) use source "internal" and have no event.
-    """
-
-    rule: str
-    priority: str
-    source: str
-    time_ns: int
-    output: str
-    output_fields: dict[str, Any]
-    tags: list[str]
-    hostname: str
-    uuid: str = field(default_factory=lambda: str(_uuid.uuid4()))
-    event: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)   # ECS additions (response records)
-
-    @property
-    def priority_num(self) -> int:
-        """Syslog severity of the priority (0 Emergency ... 7 Debug)."""
-        return PRIORITIES.index(self.priority)

@@ -16,8 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from sensor.alert import Priority
 from sensor.config import Key, parse_duration
-from sensor.event import PRIORITIES
 
 CONFIG_KEYS: tuple[Key, ...] = (
     Key("metrics.enabled", bool, False,
@@ -59,8 +59,7 @@ class SensorCollector:
                                       "Alerts per rule (priority is the syslog severity, 0-7)",
                                       labels=["priority", "rule_name", "source"])
         for (rule, priority, source), n in sorted(s.get("matches", {}).items()):
-            num = PRIORITIES.index(priority) if priority in PRIORITIES else 6
-            matches.add_metric([str(num), rule, source], n)
+            matches.add_metric([str(int(Priority.parse(priority))), rule, source], n)
         yield matches
 
         events = CounterMetricFamily("falconet_events", "Events run through the rules, by source and type",
@@ -102,6 +101,13 @@ class SensorCollector:
                                 "How long the oldest waiting alert has waited", labels=["channel", "store"])
         spool_bytes = GaugeMetricFamily("falconet_output_spool_bytes", "Disk used by a channel's spool",
                                         labels=["channel"])
+        up = GaugeMetricFamily("falconet_output_up", "1 while the channel's worker runs, 0 once it died",
+                               labels=["channel"])
+        restarts = CounterMetricFamily("falconet_output_worker_restarts", "Worker restarts after a failure",
+                                       labels=["channel"])
+        store_errors = CounterMetricFamily("falconet_output_store_errors",
+                                           "Failed spool reads and writes (disk full, I/O), each retried",
+                                           labels=["channel"])
         for name, st in sorted(channels.items()):
             store = "spool" if st.get("spooled") else "memory"
             sent.add_metric([name], st.get("sent", 0))
@@ -112,7 +118,10 @@ class SensorCollector:
             age.add_metric([name, store], st.get("oldest_age", 0.0))
             if st.get("spooled"):
                 spool_bytes.add_metric([name], st.get("spool_bytes", 0))
-        yield from (sent, errors, drops, depth, age, spool_bytes)
+            up.add_metric([name], 1 if st.get("up", True) else 0)
+            restarts.add_metric([name], st.get("restarts", 0))
+            store_errors.add_metric([name], st.get("store_errors", 0))
+        yield from (sent, errors, drops, depth, age, spool_bytes, up, restarts, store_errors)
 
         flood = out.get("flood") or {}
         suppressed = CounterMetricFamily("falconet_flood_suppressed", "Alerts folded into flood summaries",

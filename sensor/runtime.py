@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sensor.alert import NAMES as PRIORITY_NAMES
+from sensor.alert import Alert, Priority
 from sensor.config import Config, Key, parse_duration
-from sensor.event import Alert
 from sensor.sources import Source
 
 log = logging.getLogger("falconet")
@@ -34,8 +35,7 @@ CONFIG_KEYS: tuple[Key, ...] = (
         "At most one event-drop alert per source per interval, carrying the drops since the last one.",
         check=parse_duration),
     Key("event_drops.priority", str, "Critical", "Priority of event-drop alerts.",
-        choices=("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational",
-                 "Debug")),
+        choices=PRIORITY_NAMES),
 )
 
 TICK = 1.0          # seconds between housekeeping passes of the engine loop
@@ -475,9 +475,10 @@ class Sensor:
             self.log_handler = None
 
     def healthy(self) -> bool:
-        """The engine loop went round in the last 10 seconds."""
+        """The engine loop went round in the last 10 seconds and no output channel's worker died."""
         rt = self.runtime
-        return rt is not None and time.monotonic() - rt.heartbeat < 10.0
+        outputs_ok = self.outputs is None or not self.outputs.dead_channels()
+        return rt is not None and time.monotonic() - rt.heartbeat < 10.0 and outputs_ok
 
     # -- reload (engine thread, on SIGHUP) ---------------------------------------------------------
 
@@ -531,7 +532,7 @@ class Sensor:
         text = (f"Configuration and rules reloaded: {len(plan.ruleset.rules)} rules enabled from "
                 f"{len(plan.rule_files)} files" + ("; sources restarted" if new_sources is not None else ""))
         log.info("%s", text)
-        self.outputs.submit(internal_alert(RELOADED, "Informational", text,
+        self.outputs.submit(internal_alert(RELOADED, Priority.INFORMATIONAL, text,
                                            {"falconet.reload.rules": len(plan.ruleset.rules),
                                             "falconet.reload.files": plan.rule_files},
                                            hostname=self.hostname))
@@ -614,7 +615,7 @@ class Sensor:
 
         fields = snapshot_fields(self.snapshot())
         if cfg.get("metrics.output_rule"):
-            self.outputs.submit(internal_alert(METRICS_SNAPSHOT, "Informational", "Falconet metrics snapshot",
+            self.outputs.submit(internal_alert(METRICS_SNAPSHOT, Priority.INFORMATIONAL, "Falconet metrics snapshot",
                                                fields, hostname=self.hostname))
         path = cfg.get("metrics.output_file")
         if path:

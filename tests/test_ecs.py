@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sensor import ecs
-from sensor.engine.formatter import alert_dict
-from sensor.event import PRIORITIES, Alert
+from sensor.alert import NAMES as PRIORITIES
+from sensor.alert import Alert, alert_dict
 
 T0 = 1_715_606_609_089_890_892        # 2024-05-13T13:23:29.089890892Z
 

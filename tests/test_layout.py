@@ -27,6 +27,11 @@ def imports(path: Path) -> set[str]:
     return out
 
 
+def _imported_names(path: Path, module: str) -> set[str]:
+    return {a.name for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module == module for a in node.names}
+
+
 def modules(sub: str) -> list[Path]:
     base = PKG / sub
     return sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
@@ -39,7 +44,8 @@ def _allowed(name: str, allowed: tuple[str, ...]) -> bool:
 
 @pytest.mark.parametrize(("part", "allowed"), [
     # sensor.syscalls: the one syscall table, which the capture and the engine's fields share.
-    ("engine", ("sensor.engine", "sensor.event", "sensor.errors", "sensor.syscalls", "sensor", "lark", "yaml")),
+    ("engine", ("sensor.engine", "sensor.event", "sensor.alert", "sensor.errors", "sensor.syscalls", "sensor",
+                "lark", "yaml")),
     # bcc only in the short-lived child that compiles the program (sensor/capture/compile.py).
     ("capture", ("sensor.capture", "sensor.event", "sensor.syscalls", "bcc")),
     ("syscalls", ()),
@@ -72,6 +78,24 @@ def test_outputs_and_response_import_neither_capture_nor_sources(part: str) -> N
     for f in modules(part):
         for n in imports(f):
             assert not n.startswith(("sensor.capture", "sensor.sources")), f"{f}: {n}"
+
+
+def test_alert_imports_only_the_standard_library() -> None:
+    assert {n for n in imports(PKG / "alert.py") if not _allowed(n, ())} == set()
+
+
+@pytest.mark.parametrize("path", ["outputs", "response", "ecs.py", "metrics.py"])
+def test_alert_consumers_do_not_import_the_engine(path: str) -> None:
+    """The alert and its renderings live in sensor/alert.py; outputs, response, ECS and metrics use
+    the engine only for response's `match.condition` (compile_filter)."""
+    bad = {}
+    for f in modules(path):
+        names = {n for n in imports(f) if n == "sensor.engine" or n.startswith("sensor.engine.")}
+        if names == {"sensor.engine"} and _imported_names(f, "sensor.engine") == {"compile_filter"}:
+            continue
+        if names:
+            bad[str(f.relative_to(ROOT))] = sorted(names)
+    assert bad == {}
 
 
 def test_nothing_imports_commands_or_cli() -> None:

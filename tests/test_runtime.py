@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sensor.alert import Priority
 from sensor.engine import load_rules
 from sensor.event import RecordedEvent
 from sensor.runtime import RunOptions, Runtime, Sensor
@@ -117,7 +118,8 @@ def test_runtime_counts_events_by_type_and_matches_across_swaps(rules_file: Path
     rt.swap(sources=[src, src2])
     rt.run()
     assert src2.started == 1
-    assert rt.matches() == {("Shell spawned", "Notice", "syscall"): 4, ("Passwd read", "Warning", "syscall"): 1}
+    assert rt.matches() == {("Shell spawned", Priority.NOTICE, "syscall"): 4,
+                            ("Passwd read", Priority.WARNING, "syscall"): 1}
 
 
 def test_runtime_stops_on_duration(rules_file: Path) -> None:

@@ -40,7 +40,7 @@ def _describe_rule(r: CompiledRule) -> dict[str, Any]:
             "exceptions": r.exceptions,
             "name": r.name,
             "output": r.output,
-            "priority": r.priority,
+            "priority": r.priority.label,
             "source": r.source,
             "tags": r.tags,
         },

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor import ENGINE_VERSION, ENGINE_VERSION_LEGACY
+from sensor.alert import Priority
 from sensor.engine.reader import Item
 from sensor.errors import Diagnostic, DiagnosticList
-from sensor.event import PRIORITIES
 
 # Plugins whose fields Falconet provides built in, with the version we are compatible with.
 BUILTIN_PLUGINS = {"container": "0.4.0", "k8saudit": "0.18.0", "json": "0.7.0"}
@@ -19,16 +19,6 @@ OVERRIDE_APPEND_KEYS = frozenset({"condition", "output", "desc", "tags", "except
 OVERRIDE_REPLACE_KEYS = frozenset({"condition", "output", "desc", "priority", "tags", "exceptions", "enabled",
                                    "warn_evttypes", "skip-if-unknown-filter", "source", "capture",
                                    "capture_duration"})
-
-_PRIORITY_BY_NAME = {p.lower(): p for p in PRIORITIES} | {"info": "Informational"}
-
-
-def parse_priority(text: Any) -> str | None:
-    """Falco's priority names, case-insensitive, `info` as an alias; None when unknown."""
-    if not isinstance(text, str):
-        return None
-    return _PRIORITY_BY_NAME.get(text.strip().lower())
-
 
 @dataclass
 class ListDef:
@@ -54,7 +44,7 @@ class RuleDef:
     condition: str = ""
     output: str = ""
     desc: str = ""
-    priority: str = "Debug"
+    priority: Priority = Priority.DEBUG
     source: str = "syscall"
     enabled: bool = True
     tags: list[str] = field(default_factory=list)
@@ -384,7 +374,7 @@ class Collector:
                 # Falco trims outputs (a folded `output: >` would otherwise end the alert with "\n").
                 setattr(rule, key, val.strip() if key == "output" else val)
             elif key == "priority":
-                p = parse_priority(val)
+                p = Priority.lookup(val)
                 if p is None:
                     self._err("LOAD_ERR_VALIDATE", f"Invalid priority level: {val}", item, key)
                     return False

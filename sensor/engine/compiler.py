@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sensor.alert import Priority
 from sensor.engine import ast, passes
 from sensor.engine.codegen import Codegen
 from sensor.engine.collector import Collection, RuleDef
@@ -20,7 +21,6 @@ from sensor.engine.parser import RuleSyntaxError, parse_condition
 from sensor.engine.passes import CompileError, TypeSet
 from sensor.engine.reader import Item
 from sensor.errors import Diagnostic, DiagnosticList, Location
-from sensor.event import PRIORITIES
 
 
 @dataclass
@@ -29,7 +29,7 @@ class CompiledRule:
 
     name: str
     desc: str
-    priority: str
+    priority: Priority
     source: str
     tags: list[str]
     enabled: bool
@@ -43,10 +43,6 @@ class CompiledRule:
     macros: list[str] = field(default_factory=list)
     lists: list[str] = field(default_factory=list)
     exceptions: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def priority_num(self) -> int:
-        return PRIORITIES.index(self.priority)
 
 
 @dataclass

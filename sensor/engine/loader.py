@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sensor.engine.collector import Collector, RuleDef, parse_priority
+from sensor.alert import Priority
+from sensor.engine.collector import Collector, RuleDef
 from sensor.engine.compiler import Compiled, CompiledRule, RuleCompiler
 from sensor.engine.reader import read_file
 from sensor.engine.ruleset import Ruleset
 from sensor.errors import Diagnostic, DiagnosticList, Location
-from sensor.event import PRIORITIES
 
 
 @dataclass
@@ -157,9 +157,9 @@ def _extra_output(opts: LoadOptions) -> Any:
 
 def _select(compiled: Compiled, opts: LoadOptions) -> None:
     """Apply min priority, the `rules:` selection, -D, -T and -t to the rules' enabled flags."""
-    limit = PRIORITIES.index(parse_priority(opts.min_priority) or "Debug")
+    limit = Priority.lookup(opts.min_priority) or Priority.DEBUG
     for r in compiled.rules:
-        if r.priority_num > limit:
+        if r.priority > limit:
             r.enabled = False
     for entry in opts.selection:
         for action in ("enable", "disable"):

@@ -12,11 +12,12 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sensor.alert import Alert
 from sensor.engine import passes
 from sensor.engine.codegen import Codegen
 from sensor.engine.compiler import CompiledRule
 from sensor.errors import Diagnostic
-from sensor.event import Alert, AuditEvent, RecordedEvent, SyscallEvent
+from sensor.event import AuditEvent, RecordedEvent, SyscallEvent
 
 _U = object()   # "not read yet" marker for cached field locals
 

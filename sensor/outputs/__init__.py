@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from sensor.config import Key, parse_duration, parse_size
 
 if TYPE_CHECKING:
-    from sensor.event import Alert
+    from sensor.alert import Alert
     from sensor.outputs.dispatch import Outputs
     from sensor.outputs.render import Renderer
 
@@ -125,7 +125,7 @@ def build(cfg: Any, *, stdout: BinaryIO | None = None,
                 store = MemoryQueue(max(1, capacity))
             batch = cfg.get("fluent_output.batch_size") if mod_name == "fluent" else 100
             channels.append(Channel(transport, encode, store, batch_max=batch, retry_initial=retry[0],
-                                    retry_max=retry[1]))
+                                    retry_max=retry[1], hold_max=max(1, capacity)))
     except BaseException:
         for ch in channels:
             ch.store.close()

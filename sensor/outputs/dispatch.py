@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert
 from sensor.outputs.channel import Channel
 from sensor.outputs.flood import FloodControl
 from sensor.outputs.internal import ALERTS_DROPPED, internal_alert
@@ -114,6 +114,10 @@ class Outputs:
                 continue
             for alert in alerts:
                 ch.submit(alert)
+
+    def dead_channels(self) -> list[str]:
+        """Channels whose worker stopped: they deliver nothing until the sensor restarts."""
+        return [ch.name for ch in self.channels if ch.dead]
 
     def drops(self) -> int:
         """Alerts dropped by every channel, all reasons."""

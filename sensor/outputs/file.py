@@ -1,7 +1,17 @@
-"""file: alerts appended to a file, one line each. SIGUSR1 reopens it (after logrotate moved it)."""
+"""file: alerts appended to a file, one line each. SIGUSR1 reopens it (after logrotate moved it).
+
+The sensor runs as root and the file's name comes from configuration, so opening it must not be
+a way to write as root where someone else chose: the last component is never followed if it is a
+symbolic link (O_NOFOLLOW), the file is created 0600, an existing file must be a regular file (or a
+FIFO or character device) owned by the sensor's user or root, and a directory every user may write
+to (such as /tmp) is refused, because another user could have put a file or link there first.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from typing import Any
 
 from sensor.config import Key
@@ -22,6 +32,46 @@ CONFIG_KEYS: tuple[Key, ...] = (
 )
 
 
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def shared_directory(path: str) -> str | None:
+    """The directory `path` is in when every user may write to it (so it may not hold alerts)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        return parent if os.stat(parent).st_mode & stat.S_IWOTH else None
+    except OSError:
+        return None          # a missing directory is a delivery error, retried until it exists
+
+
+def _refusal(parent: str) -> str:
+    return (f"its directory {parent} is writable by every user, who could put a file or link there first; "
+            f"choose a directory only the sensor's user can write")
+
+
+def open_for_append(path: str) -> Any:
+    """`path` opened to append, safely (see the module's docstring); OSError or ValueError saying why not."""
+    parent = shared_directory(path)
+    if parent is not None:
+        raise ValueError(_refusal(parent))
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError("it is a symbolic link; give the path of the file itself") from e
+        raise
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+            raise ValueError("it is neither a regular file, a FIFO nor a character device")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise ValueError(f"it is owned by uid {st.st_uid}, not by the sensor's user")
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class FileTransport:
     """Appends records to `path`, with the file kept open (`keep_alive`) or opened per batch."""
 
@@ -36,7 +86,7 @@ class FileTransport:
     def send(self, records: list[bytes]) -> int:
         done = 0
         try:
-            f = self._f or open(self.path, "ab")
+            f = self._f or open_for_append(self.path)
             try:
                 if self.unbuffered:
                     for r in records:
@@ -54,6 +104,8 @@ class FileTransport:
         except OSError as e:
             self.reopen()
             raise DeliveryError(f"{self.path}: {e.strerror or e}", delivered=done) from e
+        except ValueError as e:
+            raise DeliveryError(f"{self.path}: refused: {e}", delivered=done) from e
         return 0
 
     def reopen(self) -> None:
@@ -74,5 +126,9 @@ def from_config(cfg: Any, ctx: Any) -> tuple[FileTransport, Any] | None:
     if not filename:
         raise ConfigError(f"{cfg.origin('file_output.filename')}: 'file_output.filename' is empty",
                           hint="set the file alerts are appended to")
+    parent = shared_directory(filename)
+    if parent is not None:
+        raise ConfigError(f"{cfg.origin('file_output.filename')}: 'file_output.filename' {filename} is refused: "
+                          f"{_refusal(parent)}")
     return (FileTransport(filename, bool(cfg.get("file_output.keep_alive")), ctx.unbuffered),
             ctx.renderer.line_encoder(cfg.get("file_output.format", "")))

@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sensor.engine.formatter import iso_time
-from sensor.event import Alert
+from sensor.alert import Alert, iso_time
 from sensor.outputs.internal import SUPPRESSED, internal_alert
 
 log = logging.getLogger("falconet.outputs")

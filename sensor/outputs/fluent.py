@@ -12,9 +12,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from sensor.alert import Alert
 from sensor.config import Key, parse_duration
 from sensor.errors import ConfigError, UnavailableError
-from sensor.event import Alert
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.forward import ForwardConnection, ForwardError, pack_entry
 from sensor.outputs.spool import spool_keys

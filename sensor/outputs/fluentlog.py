@@ -17,8 +17,8 @@ import uuid
 from typing import Any
 
 from sensor import __version__
-from sensor.engine.formatter import iso_time
-from sensor.outputs.forward import ForwardConnection, ForwardError, pack_entry
+from sensor.alert import iso_time
+from sensor.outputs.forward import ForwardConnection, pack_entry
 
 BATCH = 200
 _BACKOFF_MAX = 5.0
@@ -90,7 +90,7 @@ class FluentLogHandler(logging.Handler):
                 batch = [self._buf[i] for i in range(min(BATCH, len(self._buf)))]
             try:
                 self.conn.send_chunk(self.tag, batch)
-            except (OSError, ForwardError) as e:
+            except Exception as e:      # the thread outlives any failure: ForwardError, a bug, ...
                 self.errors += 1
                 self.conn.close()
                 if self._stopping:

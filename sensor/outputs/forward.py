@@ -16,12 +16,14 @@ the msgpack framing and `EventTime`; this module adds what delivery without loss
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import os
 import select
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -42,6 +44,16 @@ def pack_entry(time_ns: int, record: dict[str, Any]) -> bytes:
     """One PackedForward entry: msgpack `[EventTime, record]` (always EventTime: nanoseconds, and
     no ambiguity between integer and float times on the Fluentd side)."""
     return msgpack.packb([EventTime.from_unix_nano(time_ns), record], use_bin_type=True, default=str)
+
+
+# What to check for each reason in_forward's check_ping gives (in_forward.rb).
+_REFUSALS = {
+    "shared_key mismatch": "check fluent_output.shared_key against the shared_key of Fluentd's "
+                           "<security> section",
+    "username/password mismatch": "Fluentd's <security> has user_auth on: set fluent_output.username "
+                                  "and fluent_output.password to one of its <user> sections",
+}
+_REFUSED_OTHER = "check fluent_output.shared_key, username and password against Fluentd's <security>"
 
 
 def _as_bytes(v: Any) -> bytes:
@@ -68,6 +80,8 @@ class ForwardConnection:
         self.keepalive = True
         self._sock: socket.socket | None = None
         self._unpacker = msgpack.Unpacker(raw=False)
+        # Held by the thread doing I/O; a close from another thread only cuts the socket.
+        self._io = threading.RLock()
 
     @property
     def peer(self) -> str:
@@ -76,6 +90,10 @@ class ForwardConnection:
     # -- connecting ------------------------------------------------------------------------------
 
     def connect(self) -> None:
+        with self._io:
+            self._connect()
+
+    def _connect(self) -> None:
         self.close()
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
@@ -107,15 +125,17 @@ class ForwardConnection:
         nonce = _as_bytes(options.get("nonce", b""))
         auth = _as_bytes(options.get("auth", b""))
         self.keepalive = bool(options.get("keepalive", True))
-        if auth and not self.username:
-            raise ForwardError(f"{self.peer}: the server requires user authentication; set "
-                               f"fluent_output.username and fluent_output.password")
         salt = os.urandom(16).hex().encode()
-        password_digest = (hashlib.sha512(auth + self.username.encode() + self.password.encode()).hexdigest()
-                           if auth else "")
         ping = ["PING", self.self_hostname, salt,
-                shared_key_digest(salt, self.self_hostname, nonce, self.shared_key),
-                self.username, password_digest]
+                shared_key_digest(salt, self.self_hostname, nonce, self.shared_key)]
+        # in_forward sends an `auth` salt whenever <security> is on, with user_auth or without;
+        # like Fluentd's own out_forward (handshake_protocol.rb generate_ping), answer it with our
+        # user name, possibly empty, and its digest: a server without user_auth does not look at them.
+        if auth:
+            ping += [self.username, hashlib.sha512(auth + self.username.encode() +
+                                                   self.password.encode()).hexdigest()]
+        else:
+            ping += ["", ""]
         self._write(msgpack.packb(ping, use_bin_type=True))
         pong = self._read(self.connect_timeout, "PONG")
         if not (isinstance(pong, list) and len(pong) == 5 and pong[0] == "PONG"):
@@ -123,7 +143,7 @@ class ForwardConnection:
         _, ok, reason, server_hostname, digest = pong
         if not ok:
             raise ForwardError(f"{self.peer}: the server refused the handshake: {reason} "
-                               f"(check fluent_output.shared_key against Fluentd's <security> shared_key)")
+                               f"({_REFUSALS.get(str(reason), _REFUSED_OTHER)})")
         if server_hostname == self.self_hostname:
             raise ForwardError(f"{self.peer}: the server's self_hostname equals ours "
                                f"({server_hostname!r}); set a different fluent_output.self_hostname")
@@ -147,8 +167,12 @@ class ForwardConnection:
 
     def send_chunk(self, tag: str, entries: list[bytes], compress: bool = False) -> None:
         """Send one PackedForward chunk and wait for its ack; ForwardError on any failure."""
+        with self._io:
+            self._send_chunk(tag, entries, compress)
+
+    def _send_chunk(self, tag: str, entries: list[bytes], compress: bool) -> None:
         if not self.usable():
-            self.connect()
+            self._connect()
         chunk_id = base64.b64encode(os.urandom(16)).decode()
         body = b"".join(entries)
         option: dict[str, Any] = {"chunk": chunk_id, "size": len(entries)}
@@ -201,9 +225,28 @@ class ForwardConnection:
             self._unpacker.feed(data)
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            try:
+        """Close the connection; with TLS, end the session with close_notify first (in_forward logs
+        "unexpected ssl error ... unexpected eof" for a TLS peer that just goes away).
+
+        Called from another thread while a send is in progress (a channel aborting a send that
+        hangs), it only cuts the socket under that send, which then fails and closes it itself.
+        """
+        if not self._io.acquire(blocking=False):
+            sock = self._sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            return
+        try:
+            sock, self._sock = self._sock, None
+            if sock is None:
+                return
+            if isinstance(sock, ssl.SSLSocket):
+                # Sends close_notify and waits (briefly) for the server's.
+                with contextlib.suppress(OSError, ValueError):
+                    sock.settimeout(min(1.0, self.connect_timeout))
+                    sock.unwrap()
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
+        finally:
+            self._io.release()

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert, Priority
 
 EVENT_DROP = "Falconet internal: {source} event drop"
 RELOAD_FAILED = "Falconet internal: rules reload failed"
@@ -20,7 +20,7 @@ ALERTS_DROPPED = "Falconet internal: alerts dropped"
 METRICS_SNAPSHOT = "Falconet internal: metrics snapshot"
 
 
-def internal_alert(rule: str, priority: str, output: str, fields: dict[str, Any], *, hostname: str,
+def internal_alert(rule: str, priority: Priority | str, output: str, fields: dict[str, Any], *, hostname: str,
                    tags: Iterable[str] = (), time_ns: int | None = None) -> Alert:
     """An alert about the sensor itself (source "internal")."""
     return Alert(rule=rule, priority=priority, source="internal",

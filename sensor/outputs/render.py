@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sensor.engine.formatter import JsonOptions, alert_json, alert_text
-from sensor.event import Alert
+from sensor.alert import Alert, JsonOptions, alert_json, alert_text
 
 FORMATS = ("", "text", "json")
 

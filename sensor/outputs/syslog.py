@@ -8,8 +8,8 @@ import socket
 import time
 from typing import Any
 
+from sensor.alert import Alert
 from sensor.config import Key
-from sensor.event import Alert
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.render import FORMATS
 from sensor.outputs.spool import spool_keys
@@ -30,7 +30,7 @@ def syslog_encoder(render: Any, ident: str = "falconet") -> Any:
     pid = os.getpid()
 
     def encode(alert: Alert) -> bytes:
-        pri = FACILITY_USER * 8 + alert.priority_num
+        pri = FACILITY_USER * 8 + int(alert.priority)
         stamp = time.strftime("%b %e %H:%M:%S", time.localtime())
         return f"<{pri}>{stamp} {ident}[{pid}]: {render(alert)}".encode()
 

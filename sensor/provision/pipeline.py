@@ -23,12 +23,12 @@ import sys
 from typing import Any
 
 from sensor import __version__, ecs
-from sensor.event import PRIORITIES
+from sensor.alert import NAMES
 
 NAME = "falconet-alerts-falco"
 TMP = "_tmp"
 # Falco's JSON `output` starts with the text alert's time and priority: "13:23:36.089890892: Warning ".
-OUTPUT_PREFIX = r"^\S+: (?:" + "|".join(PRIORITIES) + ") "
+OUTPUT_PREFIX = r"^\S+: (?:" + "|".join(NAMES) + ") "
 # Keep only whitespace-separated tokens that are technique ids (T1059, T1059.004) / sub-technique ids.
 KEEP_TECHNIQUES = r"(?:^|\s)(?!T\d{4}(?:\.\d{3})?(?:\s|$))\S+"
 KEEP_SUBTECHNIQUES = r"(?:^|\s)(?!T\d{4}\.\d{3}(?:\s|$))\S+"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sensor.config import Key
 
 if TYPE_CHECKING:
-    from sensor.event import Alert
+    from sensor.alert import Alert
     from sensor.response.worker import ResponseWorker
 
 CONFIG_KEYS: tuple[Key, ...] = (

@@ -14,19 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensor.event import PRIORITIES, Alert
+from sensor.alert import Alert, Priority
 
 RECORD_RULE = "Falconet internal: response"
-_PRIORITY_ALIASES = {"info": "Informational"}
-
-
-def priority_index(name: str) -> int:
-    """Syslog severity of a priority name (case-insensitive, `Info` allowed); ValueError if unknown."""
-    canonical = _PRIORITY_ALIASES.get(name.lower(), name)
-    for i, p in enumerate(PRIORITIES):
-        if p.lower() == canonical.lower():
-            return i
-    raise ValueError(f"unknown priority {name!r}; one of {', '.join(PRIORITIES)}")
 
 
 @dataclass(slots=True)
@@ -34,21 +24,21 @@ class AlertMatch:
     """A compiled `match:` block. Empty lists mean "any"."""
 
     rules: tuple[str, ...] = ()
-    priority: str | None = None
+    priority: Priority | None = None
     tags: frozenset[str] = frozenset()
     sources: frozenset[str] = frozenset()
     # source -> compiled condition over the alert's event (sensor.engine.compile_filter)
     conditions: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
     condition_text: str | None = None
     _rule_re: re.Pattern[str] | None = None
-    _max_severity: int = len(PRIORITIES) - 1
+    _max_severity: Priority = Priority.DEBUG
     _static: dict[tuple[str, str, str], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rules:
             self._rule_re = re.compile("|".join(f"(?:{fnmatch.translate(r)})" for r in self.rules))
         if self.priority is not None:
-            self._max_severity = priority_index(self.priority)
+            self.priority = self._max_severity = Priority.parse(self.priority)
 
     def _static_match(self, alert: Alert) -> bool:
         key = (alert.rule, alert.source, alert.priority)
@@ -69,11 +59,7 @@ class AlertMatch:
             return False
         if self._rule_re is not None and not self._rule_re.match(alert.rule):
             return False
-        try:
-            severity = alert.priority_num
-        except ValueError:
-            return False
-        return severity <= self._max_severity
+        return alert.priority <= self._max_severity
 
     def matches(self, alert: Alert) -> bool:
         """True when the action should act on this alert."""

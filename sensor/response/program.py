@@ -14,7 +14,7 @@ import signal
 import subprocess
 from typing import Any
 
-from sensor.engine.formatter import alert_dict
+from sensor.alert import alert_dict
 from sensor.response.params import Param, positive
 from sensor.response.records import Outcome, done, failed, skipped
 from sensor.response.target import Target

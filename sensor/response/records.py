@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert
 from sensor.response.match import RECORD_RULE
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
+from sensor.alert import Priority
 from sensor.config import parse_duration
 from sensor.errors import ConfigError
 from sensor.response.kill import KillProcess
 from sensor.response.kube import DeletePod, IsolatePod, LabelPod
-from sensor.response.match import AlertMatch, priority_index
+from sensor.response.match import AlertMatch
 from sensor.response.params import coerce
 from sensor.response.program import RunProgram
 from sensor.response.webhook import HttpPost
@@ -219,7 +220,7 @@ def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str
     priority = given.get("priority")
     if priority is not None:
         try:
-            priority_index(str(priority))
+            priority = Priority.parse(str(priority))
         except ValueError as e:
             errors.append(f"{loc.item(i, 'match', 'priority')}: {label}: match.priority: {e}")
             priority = None
@@ -237,7 +238,7 @@ def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str
                                   label, errors, ruleset)
     if len(errors) > before:
         return None
-    return AlertMatch(rules=lists["rules"], priority=str(priority) if priority is not None else None,
+    return AlertMatch(rules=lists["rules"], priority=priority,
                       tags=frozenset(lists["tags"]), sources=frozenset(lists["sources"]),
                       conditions=conditions, condition_text=condition)
 

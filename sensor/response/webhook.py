@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from sensor.engine.formatter import alert_dict
+from sensor.alert import alert_dict
 from sensor.response.params import Param, non_negative, positive
 from sensor.response.records import Outcome, done, failed, skipped
 from sensor.response.target import Target

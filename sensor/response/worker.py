@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert
 from sensor.response.limits import Cooldown, RateLimit
 from sensor.response.records import DONE, FAILED, SKIPPED, Outcome, failed, record, skipped
 from sensor.response.spec import ACTIONS, ActionSpec

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sensor.engine.formatter import alert_dict
-from sensor.event import Alert
+from sensor.alert import Alert, alert_dict
 
 T0 = 1_715_606_609_089_890_892          # 2024-05-13T13:23:29.089890892Z
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from sensor import ecs
+from sensor.alert import alert_dict
 from sensor.assets import asset_dir
-from sensor.engine.formatter import alert_dict
 
 from . import samples
 from .ingest import Simulator

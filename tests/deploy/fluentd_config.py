@@ -12,6 +12,14 @@ file and line, so a check never passes on code it could not read.
 
 Routing follows lib/fluent/match.rb (glob patterns: `*`, `**`, `{a,b}`, space-separated
 alternatives) and the event router: filters in order, then the first matching <match>.
+
+`configure` follows the order in which Fluentd sets a configuration up (lib/fluent/root_agent.rb
+RootAgent#configure, the same in 1.16 and 1.19): every <label> but @ERROR is registered, then the
+plugins inside those labels are configured, then @ERROR is registered and its plugins configured,
+then the plugins at the root, then the sources. A plugin that names a label (`@label`, resolved
+by the event emitter helper at configure time) fails with `ArgumentError: <name> label not
+found` when that label is not registered yet: a relabel to @ERROR from inside another label is
+the case that stops Fluentd from starting.
 """
 
 from __future__ import annotations
@@ -571,3 +579,58 @@ def route(root: Element, tag: str, label: str | None = None) -> Route:
             continue
         return Route(target, filters, crossed)
     raise FluentConfigError(f"relabel loop for tag {tag}")
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up order (RootAgent#configure)
+# --------------------------------------------------------------------------------------------
+
+ERROR_LABEL = "@ERROR"
+
+
+def configure(root: Element) -> list[str]:
+    """Set the configuration up in Fluentd's order; the labels in the order they were registered.
+
+    Raises FluentConfigError with what Fluentd raises (ConfigError or ArgumentError) and where.
+    """
+    registered: list[str] = []
+    error_label: Element | None = None
+    pending: list[Element] = []
+    for e in root.sections("label"):
+        if not e.arg:
+            raise FluentConfigError(f"{e.where}: ConfigError: Missing symbol argument on <label> directive")
+        if e.arg == "@ROOT":
+            raise FluentConfigError(f"{e.where}: ConfigError: @ROOT for <label> is not permitted, reserved "
+                                    f"for getting root router")
+        if e.arg == ERROR_LABEL:
+            error_label = e          # a second <label @ERROR> replaces the first, as in Fluentd
+            continue
+        if e.arg in registered:
+            raise FluentConfigError(f"{e.where}: ConfigError: Section <label {e.arg}> appears twice")
+        registered.append(e.arg)
+        pending.append(e)
+    for e in pending:
+        _configure_plugins(e, registered)
+    if error_label is not None:
+        registered.append(ERROR_LABEL)
+        _configure_plugins(error_label, registered)
+    _configure_plugins(root, registered)
+    for src in root.sections("source"):
+        _resolve_label(src, registered)
+    return registered
+
+
+def _configure_plugins(scope: Element, registered: list[str]) -> None:
+    for e in scope.elements:
+        if e.name in ("match", "filter"):
+            _resolve_label(e, registered)
+
+
+def _resolve_label(e: Element, registered: list[str]) -> None:
+    label = e.get("@label")
+    if label is not None and label not in registered:
+        where = e.params["@label"]
+        raise FluentConfigError(
+            f"{where.file}:{where.line}: <{e.name} {e.arg}> @label {label}: ArgumentError: {label} label not "
+            f"found (labels set up so far: {', '.join(registered) or 'none'}; Fluentd sets up @ERROR after "
+            f"every other label and the plugins in them)")

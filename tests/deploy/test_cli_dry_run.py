@@ -72,7 +72,9 @@ def k8s_run(kind: str, name: str, tmp_path: Path) -> subprocess.CompletedProcess
     config.write_text(k8s_object("ConfigMap", "falconet-config")["data"]["falconet.yaml"])
     env = {e["name"]: "stand-in" for e in c.get("env", [])}
     state = f"state_dir={tmp_path / 'state'}"
-    return falconet(["-c", str(config), *c["args"], "--dry-run", "-o", state], env)
+    # The CA of the Secret falconet-fluentd-tls, mounted there for fluent_output.tls.ca_cert.
+    ca = f"fluent_output.tls.ca_cert={lab_ca(tmp_path)}"
+    return falconet(["-c", str(config), *c["args"], "--dry-run", "-o", state, "-o", ca], env)
 
 
 def test_cluster_sensor_command_and_configuration(tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from . import es_assets
 from .dockerfile import parse as parse_dockerfile
-from .fluentd_config import Element, parse, route, ruby_env_names
+from .fluentd_config import Element, configure, parse, route, ruby_env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 FLUENT = ROOT / "fluent"
@@ -36,9 +37,8 @@ ALL_SET = {
 # Parameters (and sections) of the plugins fluent.conf uses, from their sources: fluentd
 # in_forward.rb, plugin_helper/server.rb, in_monitor_agent.rb, out_file.rb,
 # out_secondary_file.rb, plugin/output.rb (<buffer>), plugin_helper/inject.rb, and
-# fluent-plugin-elasticsearch out_elasticsearch.rb, elasticsearch_tls.rb,
-# filter_elasticsearch_genid.rb. A misspelt parameter is a warning Fluentd logs and then ignores;
-# here it fails.
+# fluent-plugin-elasticsearch out_elasticsearch.rb, elasticsearch_tls.rb. A misspelt parameter is
+# a warning Fluentd logs and then ignores; here it fails.
 COMMON = {"@type", "@id", "@label", "@log_level"}
 PARAMS: dict[str, set[str]] = {
     "forward": {"port", "bind", "backlog", "linger_timeout", "blocking_timeout", "resolve_hostname",
@@ -46,8 +46,6 @@ PARAMS: dict[str, set[str]] = {
                 "skip_invalid_event", "source_address_key", "source_hostname_key", "add_tag_prefix"},
     "monitor_agent": {"bind", "port", "tag", "emit_interval", "include_config", "include_retry"},
     "relabel": set(),
-    "elasticsearch_genid": {"hash_id_key", "include_tag_in_seed", "include_time_in_seed",
-                            "use_record_as_seed", "record_keys", "separator", "hash_type"},
     "elasticsearch": {
         "host", "port", "user", "password", "cloud_id", "cloud_auth", "path", "scheme", "hosts",
         "target_index_key", "time_key_format", "time_precision", "include_timestamp", "logstash_format",
@@ -76,7 +74,7 @@ PARAMS: dict[str, set[str]] = {
 }
 SECTIONS: dict[str, set[str]] = {
     "forward": {"security", "transport"}, "monitor_agent": set(), "relabel": set(),
-    "elasticsearch_genid": set(), "elasticsearch": {"buffer", "secondary", "metadata"},
+    "elasticsearch": {"buffer", "secondary", "metadata"},
     "file": {"buffer", "format", "inject"}, "secondary_file": {"format"},
 }
 SECTION_PARAMS: dict[str, set[str]] = {
@@ -207,7 +205,7 @@ def test_the_id_key_reads_the_uuid_the_sensor_puts_in_its_ecs_documents() -> Non
     ecs = pytest.importorskip("sensor.ecs", reason="sensor/ecs.py (the ECS serializer) is not there yet")
     if not hasattr(ecs, "to_ecs"):
         pytest.skip("sensor.ecs has no to_ecs yet")
-    from sensor.event import Alert
+    from sensor.alert import Alert
 
     alert = Alert(rule="Test rule", priority="Warning", source="syscall", time_ns=1_700_000_000_123_456_789,
                   output="test output", output_fields={"proc.name": "cat"}, tags=("test",),
@@ -221,20 +219,40 @@ def test_the_id_key_reads_the_uuid_the_sensor_puts_in_its_ecs_documents() -> Non
     assert node == alert.uuid
 
 
-def test_the_sensor_log_goes_to_the_log_data_stream_with_an_id_made_before_any_retry() -> None:
+def test_the_sensor_log_goes_to_the_log_data_stream_with_its_event_id_as_document_id() -> None:
+    # The sensor gives each log record an event.id so that a re-sent chunk is recognisable; an id
+    # made in Fluentd (elasticsearch_genid) would turn the same record sent twice into two documents.
+    import logging
+
+    from sensor.outputs.fluentlog import FluentLogHandler
+    from sensor.outputs.forward import ForwardConnection
+
     root = conf()
     r = route(root, es_assets.LOG_TAG, forward_source(root).get("@label"))
     out = r.output
     assert out is not None and out.type == "elasticsearch"
     assert out.get("index_name") == es_assets.LOG_DATA_STREAM
     assert out.get("write_operation") == "create"
-    id_key = out.get("id_key")
-    genids = [f for f in r.filters if f.type == "elasticsearch_genid"]
-    assert [g.get("hash_id_key") for g in genids] == [id_key]
-    assert id_key in (out.get("remove_keys") or "").split(",")
-    # The output re-emits failed records into its own label; the id must not be made again there.
-    out_label = r.labels[-1]
-    assert all(route(root, es_assets.LOG_TAG, out_label).filters == [] for _ in genids)
+    assert out.get("emit_error_for_missing_id") == "true"
+    assert r.filters == []
+    handler = FluentLogHandler(ForwardConnection("127.0.0.1", 1), es_assets.LOG_TAG, "node-1")
+    try:
+        doc = handler.document(logging.LogRecord("falconet", logging.INFO, "x.py", 1, "hello", None, None))
+    finally:
+        handler.close(0.1)
+    path = out.get("id_key")
+    assert path == "$.event.id"
+    node = doc
+    for part in path[2:].split("."):
+        node = node[part]
+    assert node == doc["event"]["id"] and len(node) == 36
+
+
+def test_fluentd_would_start_with_this_configuration() -> None:
+    # Labels in the order Fluentd sets them up: no plugin may name @ERROR before it exists.
+    for env in ({}, ALL_SET):
+        labels = configure(conf(env))
+        assert labels[-1] == "@ERROR" and set(labels) == {e.arg for e in conf(env).sections("label")}
 
 
 def test_data_stream_and_pipeline_names_agree_with_elasticsearch_assets() -> None:
@@ -258,13 +276,17 @@ def test_data_stream_and_pipeline_names_agree_with_elasticsearch_assets() -> Non
                 f"template {tpl.name} runs {default!r} by default, Fluentd asks for {pipeline!r}"
 
 
-def test_a_tag_nobody_expects_is_written_to_the_rejected_file_not_dropped() -> None:
+def test_a_tag_nobody_expects_and_what_elasticsearch_rejects_end_in_the_rejected_file() -> None:
     out = output_for("something.else")
     assert out.type == "file"
     assert (out.get("path") or "").startswith("/fluentd/buffer/rejected/")
     root = conf()
-    errors = root.sections("label")
-    assert any(lbl.arg == "@ERROR" and lbl.elements and lbl.elements[-1].arg == "**" for lbl in errors)
+    # What the Elasticsearch outputs hand to @ERROR (a 400, a missing event.id) lands there too.
+    for tag in ("something.else", es_assets.ALERTS_TAG, es_assets.LOG_TAG):
+        r = route(root, tag, "@ERROR")
+        assert r.output is out or (r.output is not None and r.output.get("@id") == out.get("@id"))
+    buf = out.section("buffer")
+    assert buf is not None and buf.get("overflow_action") == "block" and buf.get("retry_forever") == "true"
 
 
 def test_elasticsearch_outputs_buffer_on_disk_and_retry_forever() -> None:
@@ -356,3 +378,45 @@ def test_the_image_pins_fluentd_and_the_plugin_and_ships_the_configuration() -> 
     assert copied["fluent.conf"] == "/fluentd/etc/fluent.conf"
     assert copied["conf.d"].rstrip("/") == "/fluentd/etc/conf.d"
     assert [i.text for i in ins if i.keyword == "USER"][-1] == "fluent"
+
+
+def _secret_file(spec: dict, container: dict, path: str) -> tuple[str, str]:
+    """(Secret name, key) of the file `path` a container sees through a secret volume; fails otherwise."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for m in container["volumeMounts"]:
+        if path.startswith(m["mountPath"].rstrip("/") + "/") and "secret" in volumes[m["name"]]:
+            secret = volumes[m["name"]]["secret"]
+            name = path[len(m["mountPath"].rstrip("/")) + 1:]
+            items = {i["path"]: i["key"] for i in secret.get("items", [])} or {name: name}
+            assert name in items, f"{path}: the Secret {secret['secretName']} volume does not hold {name}"
+            return secret["secretName"], items[name]
+    raise AssertionError(f"{path} is not a file of a Secret mounted in {container['name']}")
+
+
+def test_the_cluster_sends_alerts_to_fluentd_with_tls_verified_against_its_ca() -> None:
+    # Security review (issue 14) finding 19: a shared key alone authenticates, it does not encrypt.
+    from .deploy_files import k8s_object
+
+    sts = k8s_object("StatefulSet", "falconet-fluentd")["spec"]["template"]["spec"]
+    (fluentd,) = sts["containers"]
+    env = dict(k8s_object("ConfigMap", "falconet-fluentd")["data"])
+    env |= {e["name"]: e.get("value", "stand-in") for e in fluentd.get("env", [])}
+    tls = forward_source(conf(env)).section("transport")
+    assert tls is not None and tls.arg == "tls", "the aggregator's forward input does not speak TLS"
+    cert = _secret_file(sts, fluentd, tls.get("cert_path") or "")
+    key = _secret_file(sts, fluentd, tls.get("private_key_path") or "")
+    assert cert[0] == key[0] and (cert[1], key[1]) == ("tls.crt", "tls.key")
+    svc = k8s_object("Service", "falconet-fluentd")
+    server_name = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc"
+    sensor_yaml = yaml.safe_load(k8s_object("ConfigMap", "falconet-config")["data"]["falconet.yaml"])
+    out = sensor_yaml["fluent_output"]
+    assert out["host"] == server_name and out["tls"]["enabled"] is True
+    assert out["tls"].get("verify", True) is True and out.get("shared_key")
+    # Every workload that loads this falconet.yaml has the CA of that same Secret, and only the CA.
+    for kind, name in (("DaemonSet", "falconet-sensor"), ("Deployment", "falconet-audit-webhook")):
+        spec = k8s_object(kind, name)["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        assert _secret_file(spec, c, out["tls"]["ca_cert"]) == (cert[0], "ca.crt"), f"{kind} {name}"
+        volumes = [v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == cert[0]]
+        assert [i["key"] for v in volumes for i in v["secret"]["items"]] == ["ca.crt"], \
+            f"{kind} {name} must not mount the aggregator's private key"

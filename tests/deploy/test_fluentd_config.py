@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .fluentd_config import USE_DEFAULT, FluentConfigError, parse, parse_text, route, tag_matches
+from .fluentd_config import USE_DEFAULT, FluentConfigError, configure, parse, parse_text, route, tag_matches
 
 
 def test_values_quotes_comments_and_json() -> None:
@@ -129,3 +129,39 @@ def test_route_follows_filters_relabels_and_first_match() -> None:
     assert [f.type for f in r.filters] == ["record_transformer"]
     assert r.labels == ["@IN", "@OUT"]
     assert route(root, "c", "@IN").output.type == "null"  # type: ignore[union-attr]
+
+
+def _labels_config(inner_target: str, error_target: str = "@OUT") -> str:
+    return ("<source>\n  @type forward\n  @label @IN\n</source>\n"
+            "<label @IN>\n"
+            f"  <match **>\n    @type relabel\n    @label {inner_target}\n  </match>\n"
+            "</label>\n"
+            f"<label @ERROR>\n  <match **>\n    @type relabel\n    @label {error_target}\n  </match>\n</label>\n"
+            "<label @OUT>\n  <match **>\n    @type null\n  </match>\n</label>\n")
+
+
+def test_a_relabel_to_error_from_inside_a_label_stops_fluentd_at_start() -> None:
+    # root_agent.rb: every <label> but @ERROR is added and configured first; @ERROR comes last, so
+    # out_relabel inside @IN cannot find it ("@ERROR label not found (ArgumentError)").
+    with pytest.raises(FluentConfigError, match=r"<text>:8: <match \*\*> @label @ERROR: ArgumentError: "
+                                                r"@ERROR label not found"):
+        configure(parse_text(_labels_config("@ERROR")))
+
+
+def test_labels_defined_later_in_the_file_and_error_routing_out_are_fine() -> None:
+    # A label defined below the relabel is found (labels are registered before any is configured),
+    # and @ERROR may hand records on to any other label.
+    assert configure(parse_text(_labels_config("@OUT", "@OUT"))) == ["@IN", "@OUT", "@ERROR"]
+    root_level = parse_text("<match **>\n  @type relabel\n  @label @ERROR\n</match>\n"
+                            "<label @ERROR>\n  <match **>\n    @type null\n  </match>\n</label>\n")
+    assert configure(root_level) == ["@ERROR"]      # root plugins are configured after @ERROR
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<label @A>\n</label>\n<label @A>\n</label>\n", r":3: ConfigError: Section <label @A> appears twice"),
+    ("<label @ROOT>\n</label>\n", r"@ROOT for <label> is not permitted"),
+    ("<source>\n  @type forward\n  @label @NOPE\n</source>\n", r":3: <source > @label @NOPE: .*not found"),
+])
+def test_labels_fluentd_refuses(text: str, message: str) -> None:
+    with pytest.raises(FluentConfigError, match=message):
+        configure(parse_text(text))

@@ -2,11 +2,15 @@
 real rules) sends alerts over TLS with the shared-key handshake to the in-suite in_forward
 (tests/fakes/forward.py), which is stopped and restarted twice while the sensor itself is SIGKILLed
 and started again. Every alert arrives, and the spool is empty at the end. A second test keeps
-Fluentd down and checks that the spool grows on disk while the sensor's memory does not.
+Fluentd down and checks that the spool grows on disk while the sensor's memory does not. A third
+runs the lab's transport as shipped: the sensor with compose/sensor/falconet.yaml against an
+in_forward set up from fluent/fluent.conf and fluent/conf.d with the compose file's environment.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import os
 import re
@@ -21,9 +25,15 @@ from typing import Any
 
 import msgpack
 import pytest
-from fakes.forward import EventTime, ForwardReceiver
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from fakes.forward import EventTime, ForwardReceiver, Security, TlsTransport
 from fakes.tls import make_tls_files
 
+from deploy import fluentd_config
 from sensor.outputs.spool import DiskSpool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,9 +78,9 @@ class Sensor:
         self.args = [FALCONET, "run", *args]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, log: Path) -> None:
+    def start(self, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = open(log, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -125,8 +135,9 @@ def test_every_alert_arrives_through_fluentd_restarts_and_a_sensor_sigkill(tmp_p
     audit = tmp_path / "audit.log"
     audit.touch()
     state = tmp_path / "state"
-    rx = ForwardReceiver(shared_key="fluent-key", self_hostname="fluentd-aggregator",
-                         tls=tls.server_context(require_client_cert=True)).start()
+    rx = ForwardReceiver(security=Security("fluent-key", "fluentd-aggregator"),
+                         transport=TlsTransport(cert_path=str(tls.server_cert), private_key_path=str(tls.server_key),
+                                                ca_path=str(tls.ca), client_cert_auth=True)).start()
     sensor_args = (
         "-r", str(rules), "-o", "syscall.enabled=false", "-o", f"k8s_audit.files=[{audit}]",
         "-o", f"state_dir={state}", "-o", "webserver.enabled=false", "-o", "stdout_output.enabled=false",
@@ -282,3 +293,154 @@ def test_a_long_outage_grows_the_spool_on_disk_not_the_memory(tmp_path: Path) ->
     assert len({r.record["event"]["id"] for r in alerts(rx)}) == total
     assert list(spool_dir.glob("*.seg")) == []
     assert os.path.exists(spool_dir / "cursor")
+
+
+# -- the lab's transport, as shipped ----------------------------------------------------------------
+
+COMPOSE = ROOT / "compose" / "docker-compose.yml"
+FLUENT_CONF = ROOT / "fluent" / "fluent.conf"
+
+
+def lab_certificates(certs: Path) -> None:
+    """What compose/setup/certs.sh makes with elasticsearch-certutil (RSA 2048, PEM): the lab CA in
+    ca/ca.crt and Fluentd's certificate for `fluentd`, `localhost` and 127.0.0.1 in fluentd/."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, key: rsa.RSAPrivateKey, issuer: str, signer: rsa.RSAPrivateKey, ca: bool) -> bytes:
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("fluentd"), x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return b.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def pem(key: rsa.RSAPrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                 serialization.NoEncryption())
+
+    ca_key, fluentd_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    (certs / "ca").mkdir(parents=True)
+    (certs / "fluentd").mkdir()
+    ca_name = "Elastic Certificate Tool Autogenerated CA"
+    (certs / "ca" / "ca.crt").write_bytes(cert(ca_name, ca_key, ca_name, ca_key, ca=True))
+    (certs / "fluentd" / "fluentd.crt").write_bytes(cert("fluentd", fluentd_key, ca_name, ca_key, ca=False))
+    (certs / "fluentd" / "fluentd.key").write_bytes(pem(fluentd_key))
+
+
+def compose_service_env(service: str, certs: Path, shared_key: str) -> dict[str, str]:
+    """The environment compose/docker-compose.yml gives a service, with compose/.env's shared key and
+    the `certs` volume's mount point (/fluentd/certs, /certs) moved to `certs`."""
+    env = yaml.safe_load(COMPOSE.read_text())["services"][service]["environment"]
+    out = {}
+    for k, v in env.items():
+        v = re.sub(r"\$\{FLUENT_SHARED_KEY[^}]*\}", shared_key, str(v))
+        out[k] = re.sub(r"^/(fluentd/)?certs", str(certs), v)
+    return out
+
+
+def in_forward_as_configured(env: dict[str, str]) -> ForwardReceiver:
+    """The fake in_forward set up from the <source> @type forward that fluent/fluent.conf and
+    fluent/conf.d make with `env`, on a free loopback port instead of bind/port."""
+    root = fluentd_config.parse(FLUENT_CONF, env)
+    (source,) = [s for s in root.sections("source") if s.type == "forward"]
+
+    def values(e: fluentd_config.Element) -> dict[str, str | None]:
+        return {k: p.value for k, p in e.params.items() if p.value is not fluentd_config.USE_DEFAULT}  # type: ignore[misc]
+
+    assert {e.name for e in source.elements} <= {"security", "transport"}
+    security = source.section("security")
+    transport = source.section("transport")
+    return ForwardReceiver.from_config(
+        values(source), security=values(security) if security else None,
+        users=[values(u) for u in security.sections("user")] if security else [],
+        transport=(transport.arg, values(transport)) if transport else None, port=free_port())
+
+
+@pytest.mark.slow
+def test_the_labs_transport_delivers_every_alert(tmp_path: Path) -> None:
+    total = 1000
+    certs = tmp_path / "certs"
+    lab_certificates(certs)
+    shared_key = "lab-shared-key-from-compose-env"
+    rx = in_forward_as_configured(compose_service_env("fluentd", certs, shared_key))
+    # As the lab has it: TLS verified against the lab CA, a shared key, no user authentication.
+    assert rx.transport is not None and not rx.transport.client_cert_auth
+    assert rx.security is not None and not rx.security.user_auth
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    audit = tmp_path / "audit.log"
+    audit.write_text("".join(audit_line(i) for i in range(total)))
+    state = tmp_path / "state"
+    lab_yaml = yaml.safe_load((ROOT / "compose" / "sensor" / "falconet.yaml").read_text())
+    assert lab_yaml["fluent_output"]["tls"]["ca_cert"] == "/certs/ca/ca.crt"
+    sensor_env = compose_service_env("sensor", certs, shared_key)
+    sensor = Sensor("-c", str(ROOT / "compose" / "sensor" / "falconet.yaml"), "-r", str(rules),
+                    # What differs on this machine: no eBPF, the audit log as the source, the lab
+                    # certificate's other name and the CA where this test keeps it.
+                    "-o", "syscall.enabled=false", "-o", f"k8s_audit.files=[{audit}]", "-o", f"state_dir={state}",
+                    "-o", "webserver.enabled=false", "-o", "stdout_output.enabled=false",
+                    "-o", "fluent_output.host=localhost", "-o", f"fluent_output.port={rx.port}",
+                    "-o", f"fluent_output.tls.ca_cert={certs}/ca/ca.crt")
+    rx.start()
+    try:
+        sensor.start(tmp_path / "sensor.log", env={**os.environ, **sensor_env})
+        wait(lambda: len(alerts(rx)) >= total, 90, f"{total} alerts")
+        sensor.signal(signal.SIGTERM)
+        assert sensor.wait(60) == 0, (tmp_path / "sensor.log").read_text()
+        assert rx.wait_for(lambda r: not r._conns, 10)
+    finally:
+        sensor.kill()
+        rx.stop()
+    assert sorted(audit_id(r.record) for r in alerts(rx)) == [f"audit-{i:05d}" for i in range(total)]
+    assert rx.handshakes >= 1 and set(rx.tls_versions) == {"TLSv1.2"}
+    # No handshake refused, no TLS session left without close_notify, nothing malformed.
+    assert rx.errors == []
+    assert list((state / "spool" / "fluent").glob("*.seg")) == []
+
+
+# -- a capture sent through the pipeline again: `falconet replay --outputs` -------------------------
+
+
+def replay(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    return subprocess.run([FALCONET, "replay", str(tmp_path / "capture.jsonl"), "-r", str(rules), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_replay_with_outputs_delivers_a_capture_to_fluentd(tmp_path: Path) -> None:
+    total = 300
+    (tmp_path / "capture.jsonl").write_text("".join(audit_line(i) for i in range(total)))
+    state = tmp_path / "state"
+    with ForwardReceiver(security=Security("k", "fluentd")) as rx:
+        done = replay(tmp_path, "--outputs", "-o", "stdout_output.enabled=false", "-o", f"state_dir={state}",
+                      "-o", "fluent_output.enabled=true", "-o", f"fluent_output.port={rx.port}",
+                      "-o", "fluent_output.shared_key=k", "-o", "hostname=replayer")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ""                            # stdout_output is off: nothing printed
+    assert sorted(audit_id(r.record) for r in alerts(rx)) == [f"audit-{i:05d}" for i in range(total)]
+    assert {r.record["host"]["name"] for r in alerts(rx)} == {"replayer"}
+    assert list((state / "spool" / "fluent").glob("*.seg")) == []
+    assert re.search(rf"Events detected: {total}; events processed: {total}; drops: 0 events, 0 alerts",
+                     done.stderr), done.stderr
+
+
+def test_replay_refuses_output_overrides_it_would_ignore(tmp_path: Path) -> None:
+    (tmp_path / "capture.jsonl").write_text(audit_line(1))
+    with ForwardReceiver() as rx:
+        for override in (f"fluent_output.port={rx.port}", "fluent_output={enabled: true}",
+                         "stdout_output.enabled=false", "outputs_queue.capacity=5"):
+            done = replay(tmp_path, "-o", "fluent_output.enabled=true", "-o", override)
+            assert done.returncode == 3, done.stderr
+            assert done.stderr.strip() == ("falconet: error: -o fluent_output.enabled=true: replay prints the "
+                                           "alerts and runs no output (add --outputs to send them through the "
+                                           "configured outputs)"), done.stderr
+            assert done.stdout == ""
+        printed = replay(tmp_path, "--json")             # printing alone still works, as before
+        assert printed.returncode == 0 and json.loads(printed.stdout)["rule"] == "ConfigMap created"
+    assert rx.received == [] and rx.connections == 0

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT, compat_file
 
+from sensor.alert import Priority
 from sensor.engine import load_rules
 from sensor.sources.k8s_audit import events_from_json
 
@@ -113,7 +114,7 @@ def test_alert_text_and_fields_of_an_exec() -> None:
     rs = load_rules([OURS])
     exec_event = next(e for e in stream() if e.obj["auditID"] == EXPECTED[5]["auditID"])
     [alert] = rs.process(exec_event)
-    assert alert.rule == "K8s Exec Or Attach Into Pod" and alert.priority == "Notice"
+    assert alert.rule == "K8s Exec Or Attach Into Pod" and alert.priority is Priority.NOTICE
     assert alert.source == "k8s_audit"
     assert alert.output == ("K8s exec/attach into pod (user=kubernetes-admin pod=web-7c5d8f9b4-x2kqp ns=default "
                             "action=exec container=web command=/bin/sh sourceips=(10.0.12.7))")

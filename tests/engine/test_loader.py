@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sensor.alert import Priority
 from sensor.engine.loader import LoadOptions, RulesLoadError, load_rules
 from sensor.event import RecordedEvent
 
@@ -58,7 +59,7 @@ def test_list_macro_rule(tmp_path: Path) -> None:
     assert fired(rs, ev(proc__name="bash")) == ["Shell"]
     assert fired(rs, ev(proc__name="ls")) == []
     a = rs.process(ev(proc__name="sh"))[0]
-    assert (a.priority, a.output, a.source, a.tags) == ("Notice", "shell sh", "syscall", ["b", "a"])
+    assert (str(a.priority), a.output, a.source, a.tags) == ("Notice", "shell sh", "syscall", ["b", "a"])
 
 
 def test_list_referencing_a_later_list_is_not_expanded(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_every_error_is_listed(tmp_path: Path) -> None:
                                            ("INFO", "Informational"), ("debug", "Debug")])
 def test_priorities(tmp_path: Path, prio: str, expected: str) -> None:
     p = write(tmp_path, RULE.replace("Warning", prio).format(cond="proc.name = x"))
-    assert load_rules([p]).rules[0].priority == expected
+    assert str(load_rules([p]).rules[0].priority) == expected
 
 
 def test_missing_keys_and_bad_types(tmp_path: Path) -> None:
@@ -254,7 +255,7 @@ def test_override_append_and_replace_per_key(tmp_path: Path) -> None:
     """, "b.yaml")
     rs = load_rules([base, over])
     r = rs.rules[0]
-    assert r.priority == "Critical" and r.tags == ["t1", "t2"]
+    assert r.priority is Priority.CRITICAL and r.tags == ["t1", "t2"]
     assert fired(rs, ev(proc__name="b", proc__pid=3)) == ["R"]
     assert fired(rs, ev(proc__name="c", proc__pid=3)) == ["R"]
     assert fired(rs, ev(proc__name="b", proc__pid=0)) == []

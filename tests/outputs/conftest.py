@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fakes.tls import TlsFiles, make_tls_files
 
-from sensor.event import Alert
+from sensor.alert import Alert
 
 # 2024-03-01T12:34:56.123456789Z
 T0 = 1_709_296_496_123_456_789

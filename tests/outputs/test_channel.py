@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -187,4 +190,105 @@ def test_reopen_runs_on_the_worker(store: Any) -> None:
     ch, dest = channel(store)
     ch.reopen()
     assert wait_until(lambda: dest.reopened == 1)
+    ch.close(1)
+
+
+# -- a full disk must not kill a channel (security review, finding 9) ------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 1 MiB tmpfs: a real file system that runs out of space (ENOSPC)."""
+    if os.geteuid() != 0:
+        if os.environ.get("FALCONET_STRICT") == "1":
+            pytest.fail("needs root to mount a tmpfs under FALCONET_STRICT=1")
+        pytest.skip("needs root to mount a tmpfs")
+    mnt = tmp_path / "disk"
+    mnt.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "falconet-test", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_is_retried_and_nothing_is_lost(small_disk: Path) -> None:
+    dest = Destination()
+    dest.up = False
+    ch, dest = channel(DiskSpool(small_disk / "spool", 10_000_000), dest)
+    for i in range(25):
+        ch.submit(make_alert(i))
+    assert wait_until(lambda: dest.attempts >= 1)
+    filler = fill(small_disk)
+    dest.up = True                      # delivered, then the cursor cannot be written: ENOSPC
+    assert wait_until(lambda: len(dest.got) == 25)
+    assert wait_until(lambda: ch.stats()["store_errors"] >= 1)
+    for i in range(25, 60):              # the spool cannot take these: they wait in memory
+        ch.submit(make_alert(i))
+    time.sleep(0.3)
+    st = ch.stats()
+    assert st["up"] and st["restarts"] == 0 and st["failing"] and st["drops"] == {}
+    assert "No space left on device" in st["last_error"] and st["pending"] == 35
+    filler.unlink()                      # space again: the held alerts go to the spool, then out
+    assert ch.flush(10)
+    assert dest.got == [str(i).encode() for i in range(60)]
+    assert ch.stats()["drops"] == {} and not ch.stats()["failing"]
+    ch.close(1)
+    assert (small_disk / "spool" / "cursor").exists()
+
+
+def test_what_the_disk_cannot_take_beyond_hold_max_is_counted(small_disk: Path) -> None:
+    dest = Destination()
+    ch = Channel(dest, encode, DiskSpool(small_disk / "spool", 10_000_000), batch_max=10,
+                 retry_initial=0.01, retry_max=0.05, hold_max=5)
+    ch.start()
+    fill(small_disk)
+    for i in range(8):
+        ch.submit(make_alert(i))
+    assert ch.drop_counts() == {"store_error": 3} and ch.stats()["pending"] == 5
+    ch.close(0.2)
+    assert ch.drop_counts() == {"store_error": 8}     # memory is gone at exit: counted, not silent
+
+
+def test_a_worker_that_fails_is_restarted() -> None:
+    dest = Destination()
+    calls = {"n": 0}
+    real = dest.send
+
+    def flaky(records: list[bytes]) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in a transport")
+        return real(records)
+
+    dest.send = flaky                    # type: ignore[method-assign]
+    store = MemoryQueue(100)
+    ch, _ = channel(store, dest)
+    orig_commit = store.commit
+    boom = {"once": True}
+
+    def commit(n: int) -> None:
+        if boom.pop("once", False):
+            raise ValueError("a bug in a store")
+        orig_commit(n)
+
+    store.commit = commit                # type: ignore[method-assign]
+    for i in range(5):
+        ch.submit(make_alert(i))
+    assert ch.flush(10)
+    assert ch.stats()["restarts"] == 1 and ch.stats()["up"]
+    assert dest.got[-5:] == [str(i).encode() for i in range(5)]
     ch.close(1)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from sensor import outputs
 
@@ -84,3 +89,69 @@ def test_a_reload_hands_queued_alerts_to_the_new_channels(tmp_path: Path) -> Non
     gone.adopt({"file": left["file"][:2]})
     assert gone.drops() == 2                        # a channel the reload turned off: counted
     gone.close()
+
+
+# -- a channel whose worker died shows in /healthz and /metrics (security review, finding 9) --------
+
+
+class IdleSource:
+    """A source that produces nothing and never finishes."""
+
+    name = "idle"
+    source = "syscall"
+    finished = False
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> list[Any]:
+        time.sleep(min(timeout, 0.05))
+        return []
+
+    def stop(self) -> None:
+        pass
+
+    def stats(self) -> dict[str, int]:
+        return {"events": 0, "drops": 0}
+
+
+def test_a_dead_channel_fails_healthz_and_shows_in_metrics(tmp_path: Path) -> None:
+    from sensor.runtime import RunOptions, Sensor
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: Notice\n")
+    sensor = Sensor(RunOptions(rules_files=[str(rules)], overrides=[
+        "syscall.enabled=false", "stdout_output.enabled=false", f"state_dir={tmp_path / 'state'}",
+        "file_output.enabled=true", f"file_output.filename={tmp_path / 'alerts.jsonl'}",
+        "webserver.enabled=true", "webserver.listen_port=0", "webserver.listen_address=127.0.0.1"]),
+        make_sources=lambda cfg, rs: [IdleSource()])
+    sensor.start()
+    th = threading.Thread(target=sensor.run, kwargs={"install_signals": False})
+    th.start()
+    try:
+        port = sensor.webserver.port
+
+        def get(path: str) -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        assert get("/healthz")[0] == 200
+        assert 'falconet_output_up{channel="file"} 1.0' in get("/metrics")[1].splitlines()
+        ch = sensor.outputs.channels[0]
+
+        def exits(records: list[bytes]) -> int:
+            raise SystemExit("a library called sys.exit() inside the transport")
+
+        ch.transport.send = exits
+        sensor.outputs.submit(make_alert(1))
+        assert wait_until(lambda: ch.dead)
+        assert get("/healthz") == (503, json.dumps({"status": "unhealthy"}))
+        lines = get("/metrics")[1].splitlines()
+        assert 'falconet_output_up{channel="file"} 0.0' in lines
+    finally:
+        sensor.stop()
+        th.join(15)
+    assert not th.is_alive()

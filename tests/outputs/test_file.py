@@ -89,3 +89,51 @@ def test_unwritable_file_is_retried_until_it_works(tmp_path: Path) -> None:
 def test_empty_filename_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'file_output\.filename' is empty"):
         outputs.build(load_cfg(tmp_path, "file_output.enabled=true", "file_output.filename="))
+
+
+# -- hardening (finding 8): the file's name must not be a way to write as root elsewhere -------------
+
+def _deliver_one(tmp_path: Path, path: Path) -> tuple[bool, str]:
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                 "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
+    out.submit(make_alert(5))
+    ch = out.channels[0]
+    ok = out.flush(0.5)
+    last = str(ch.stats().get("last_error", ""))
+    out.close(timeout=0.5)
+    return ok, last
+
+
+def test_a_new_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.txt"
+    assert _deliver_one(tmp_path, path)[0]
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_symbolic_link_is_never_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "crontab"
+    victim.write_text("# root's file\n")
+    link = tmp_path / "alerts.txt"
+    link.symlink_to(victim)
+    ok, error = _deliver_one(tmp_path, link)
+    assert not ok and "refused: it is a symbolic link" in error
+    assert victim.read_text() == "# root's file\n"
+
+
+def test_a_world_writable_directory_is_refused_when_the_channel_is_built(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(ConfigError, match=r"file_output.filename.* is refused: its directory .*shared is "
+                                          r"writable by every user"):
+        outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={shared / 'a.txt'}"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file owned by another user")
+def test_a_file_another_user_owns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.txt"
+    path.write_text("")
+    os.chown(path, 65534, 65534)
+    ok, error = _deliver_one(tmp_path, path)
+    assert not ok and "refused: it is owned by uid 65534" in error
+    assert path.read_text() == ""

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sensor.event import Alert
+from sensor.alert import Alert, Priority
 from sensor.outputs.flood import FloodControl
 
 from .conftest import make_alert
@@ -35,7 +35,7 @@ def test_identical_alerts_become_one_summary() -> None:
     fc.expire()
     [summary] = emitted
     assert summary.rule == "Falconet internal: alerts suppressed"
-    assert summary.source == "internal" and summary.priority == "Notice"
+    assert summary.source == "internal" and summary.priority is Priority.NOTICE
     assert summary.output_fields["falconet.suppressed.count"] == 9
     assert summary.output_fields["falconet.suppressed.rule"] == "Terminal shell in container"
     assert summary.output_fields["falconet.suppressed.key.proc.name"] == "bash"

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fakes.forward import EventTime, ForwardReceiver
+from fakes.forward import EventTime, ForwardReceiver, Security, TlsTransport
 from fakes.tls import TlsFiles
 
 from sensor import outputs
@@ -92,8 +92,9 @@ def test_an_unacked_chunk_is_sent_again(tmp_path: Path) -> None:
 
 
 def test_tls_shared_key_and_client_certificate(tmp_path: Path, tls_files: TlsFiles) -> None:
-    ctx = tls_files.server_context(require_client_cert=True)
-    with ForwardReceiver(tls=ctx, shared_key="s3cret", self_hostname="fluentd-0") as rx:
+    tls = TlsTransport(cert_path=str(tls_files.server_cert), private_key_path=str(tls_files.server_key),
+                       ca_path=str(tls_files.ca), client_cert_auth=True)
+    with ForwardReceiver(transport=tls, security=Security("s3cret", "fluentd-0")) as rx:
         out = fluent(tmp_path, rx.port, "fluent_output.tls.enabled=true",
                      f"fluent_output.tls.ca_cert={tls_files.ca}",
                      f"fluent_output.tls.client_cert={tls_files.client_cert}",
@@ -107,7 +108,7 @@ def test_tls_shared_key_and_client_certificate(tmp_path: Path, tls_files: TlsFil
 
 
 def test_wrong_shared_key_keeps_alerts_spooled(tmp_path: Path) -> None:
-    with ForwardReceiver(shared_key="right") as rx:
+    with ForwardReceiver(security=Security("right", "fluentd")) as rx:
         out = fluent(tmp_path, rx.port, "fluent_output.shared_key=wrong")
         out.submit(make_alert(3))
         ch = out.channels[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from fakes.forward import ForwardReceiver
+from fakes.forward import ForwardReceiver, Security
 
 from sensor import config as config_mod
 from sensor.outputs import fluentlog
@@ -23,7 +23,7 @@ def _wait(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
 def test_log_records_arrive_as_ecs_documents_with_the_log_tag() -> None:
     logger = logging.getLogger("falconet.test-fluentlog")
     logger.setLevel(logging.DEBUG)
-    with ForwardReceiver(shared_key="k") as rx:
+    with ForwardReceiver(security=Security("k", "fluentd")) as rx:
         cfg = config_mod.load(None, ["fluent_output.enabled=true", "fluent_output.host=127.0.0.1",
                                      f"fluent_output.port={rx.port}", "fluent_output.shared_key=k"])
         handler = fluentlog.attach(cfg, "node-3", logger)

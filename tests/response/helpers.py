@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sensor import config
-from sensor.event import Alert, RecordedEvent
+from sensor.alert import Alert
+from sensor.event import RecordedEvent
 from sensor.response import procfs
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from sensor.alert import Priority
 from sensor.response.kube import POLICY_NAME, quarantine_policy
 from sensor.response.spec import ActionSpec, parse_actions
 from sensor.response.worker import ResponseWorker
@@ -146,7 +147,7 @@ def test_forbidden_is_a_failure_naming_the_permission(tmp_path, api):
     api.fail("DELETE", r"/pods/", 403)
     rec = run_one(tmp_path, api, "k8s_delete_pod", POD)
     assert response_of(rec)["result"] == "failed"
-    assert rec.priority == "Error"
+    assert rec.priority is Priority.ERROR
     assert rec.extra["event"]["outcome"] == "failure"
     assert "HTTP 403" in rec.output
     assert 'cannot delete resource "pods"' in rec.output

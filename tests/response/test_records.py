@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sensor.engine.formatter import alert_json
+from sensor.alert import Priority, alert_json
 from sensor.response.records import REASONS, done, failed, record, skipped
 
 from .helpers import alert
@@ -15,7 +15,7 @@ def test_record_names_its_alert_and_has_its_own_uuid():
     rec = record("kill-it", "kill_process", done("sent SIGKILL to pid 42", "pid 42 (cat)"), a, False)
     assert rec.source == "internal"
     assert rec.rule == "Falconet internal: response"
-    assert rec.priority == "Informational"
+    assert rec.priority is Priority.INFORMATIONAL
     assert rec.uuid != a.uuid and len(rec.uuid) == 36
     assert rec.hostname == a.hostname
     assert rec.output == ("Falconet response done: action kill-it (kill_process) on pid 42 (cat): "
@@ -31,7 +31,7 @@ def test_record_names_its_alert_and_has_its_own_uuid():
 
 def test_failure_is_an_error_with_outcome_failure():
     rec = record("hook", "http", failed("POST answered HTTP 500", "https://x/"), alert({}), False)
-    assert rec.priority == "Error"
+    assert rec.priority is Priority.ERROR
     assert rec.extra["event"]["outcome"] == "failure"
     assert rec.extra["event"]["type"] == ["info", "error"]
     assert rec.output.startswith("Falconet response FAILED: ")
@@ -40,7 +40,7 @@ def test_failure_is_an_error_with_outcome_failure():
 def test_skip_has_outcome_unknown_and_its_reason():
     rec = record("k", "kill_process", skipped("pid_reused", "pid 42 now belongs to another process"),
                  alert({}), True)
-    assert rec.priority == "Informational"
+    assert rec.priority is Priority.INFORMATIONAL
     assert rec.extra["event"]["outcome"] == "unknown"
     assert rec.extra["falconet"]["response"]["reason"] == "pid_reused"
     assert rec.extra["falconet"]["response"]["dry_run"] is True

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sensor.engine.formatter import alert_dict
+from sensor.alert import alert_dict
 from sensor.response.target import Target
 from sensor.response.webhook import HttpPost, shown_url
 

@@ -18,9 +18,9 @@ import socket
 import time
 from typing import Any
 
+from sensor.alert import iso_time
 from sensor.engine.fields.base import Field, FieldClass
 from sensor.engine.fields.fd import typechar
-from sensor.engine.formatter import iso_time
 from sensor.event import SyscallEvent
 from sensor.syscalls import CREATES_FD, INFO, READS, WAITS, WRITES
 
