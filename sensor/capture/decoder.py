@@ -26,7 +26,7 @@ from sensor.capture.layout import (
 )
 from sensor.capture.procstate import ProcessTable, exe_writable, fd_type_of_mode, resolve_path
 from sensor.event import HOST, Fd, Process, SyscallEvent
-from sensor.syscalls import BY_NR, Syscall
+from sensor.syscalls import BY_NR, FD_ARG0, Syscall
 
 _SYSCALL = LAYOUTS["syscall"].struct
 _EXEC = LAYOUTS["exec"].struct
@@ -69,7 +69,7 @@ class Ctx:
 _I = {name: i for i, name in enumerate(LAYOUTS["syscall"].names)}
 I_FAM, I_STYPE, I_PROTO, I_LPORT, I_RPORT = _I["sk_family"], _I["sk_type"], _I["sk_proto"], _I["lport"], _I["rport"]
 I_LADDR, I_RADDR, I_XFLAGS, I_FMODE = _I["laddr_raw"], _I["raddr_raw"], _I["xflags"], _I["fmode"]
-I_INO, I_DEV, I_IMODE, I_STATE = _I["ino"], _I["dev"], _I["imode"], _I["sk_state"]
+I_INO, I_DEV, I_IMODE, I_STATE, I_LDIR = _I["ino"], _I["dev"], _I["imode"], _I["sk_state"], _I["l_dir"]
 
 
 class Decoder:
@@ -208,11 +208,15 @@ class Decoder:
         pos += laddr
         s0 = bytes(view[pos:pos + l0 - 1]).decode("utf-8", "surrogateescape") if l0 else ""
         s1 = s2 = ""
-        if l1 or l2:
+        l_dir = t[I_LDIR]
+        if l1 or l2 or l_dir:
             pos += l0
             s1 = _text(view[pos:pos + l1 - 1]) if l1 else ""
             pos += l1
             s2 = _text(view[pos:pos + l2 - 1]) if l2 else ""
+            pos += l2
+            if l_dir:
+                self._directory(sc, p, a0, _text(view[pos:pos + l_dir - 1]))
         fd = None
         state = self._state.get(sc.name)
         if state is not None:
@@ -299,6 +303,22 @@ class Decoder:
         ev = self._new_event("procexit", p, tid, ts, cpu, 0)
         ev.args = {"status": code, "ret": code >> 8, "sig": code & 0x7F, "core": int(bool(code & 0x80))}
         self.events.append(ev)
+
+    @staticmethod
+    def _directory(sc: Syscall, p: Process, a0: int, path: str) -> None:
+        """The kernel's path of the directory fd the event uses (a dirfd a relative path is
+        relative to, or the fd of fchdir and the like): directory opens are not sent for the
+        state, so this is what the table knows the fd by."""
+        arg = 0 if sc.fd_path or sc.filefd == FD_ARG0 else sc.dirfd_of(0)
+        if arg < 0:
+            return
+        num = render.s32(a0) if arg == 0 else None
+        if num is None:
+            return
+        old = p.fds.get(num)
+        if old is None or old.type != "directory" or old.name != path:
+            p.fds[num] = Fd(num=num, type="directory", name=path,
+                            flags=old.flags if old is not None and old.type == "directory" else 0)
 
     # -- state changes by syscall ----------------------------------------------------------------
     # `t` is the unpacked record; the kernel's view of the file or socket is at the I_* positions.

@@ -258,8 +258,6 @@ def build(selected: Iterable[Syscall], predicates: Mapping[str, Data], *, enable
         if state:
             texts = ["every event (the process and fd state need it); rules can match only: " + " | ".join(texts)
                      if texts else "every event (the process and fd state need it); no rule can match it"]
-        elif sc.name in OPENS:
-            texts = [*texts, "and, for the state, every successful open of a directory"]
         tables.described[sc.name] = texts
     return tables
 

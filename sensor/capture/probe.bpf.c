@@ -784,19 +784,6 @@ static __always_inline u64 open_flags(const struct spec *sp, const u64 *args) {
     return sp->flags_arg < 6 ? args[sp->flags_arg & 7] : 0;
 }
 
-// An open whose result the state needs whatever the rules say: a directory opened (it may become
-// a cwd or a dirfd that later relative paths resolve against).
-static __always_inline int open_is_dir(u64 flags, s64 ret) {
-    if (ret < 0)
-        return 0;
-    if (flags & 0200000)                               // O_DIRECTORY
-        return 1;
-    // Only a read-only open can be of a directory (writing one fails with EISDIR).
-    if ((flags & 3) || (flags & 0100))                 // O_ACCMODE, O_CREAT
-        return 0;
-    return (fd_imode(ret) & 0170000) == 0040000;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Budgets: one process or cgroup must not fill the ring. While the ring holds less than
 // CFG_PRESSURE bytes nothing is counted; above it, each process and each cgroup may add
@@ -876,7 +863,8 @@ static __always_inline int admit(u8 kclass) {
 #define STAGE_FACTS 1
 #define STAGE_MATCH 2
 #define STAGE_RECORD 3
-BPF_PROG_ARRAY(stages, 4);
+#define STAGE_DIR 4
+BPF_PROG_ARRAY(stages, 5);
 
 struct event_state {
     u64 args[8];                // 6 used; 8 so that an index masked with 7 stays inside
@@ -885,6 +873,8 @@ struct event_state {
     u32 nr;
     u8 kclass;
     u8 pad[3];
+    u32 off;                    // the record's tail so far (STAGE_DIR appends to it)
+    s32 dirfd;                  // the directory fd whose path STAGE_DIR appends
 };
 BPF_PERCPU_ARRAY(ev_scratch, struct event_state, 1);
 
@@ -981,7 +971,7 @@ static __always_inline int stage_begin(struct stage *st) {
 
 // No term wants the event: it goes on only when the state needs it.
 static __always_inline int unwanted(void *ctx, struct event_state *es, const struct spec *sp) {
-    if (!(sp->state || (sp->open && open_is_dir(es->flags, es->ret)))) {
+    if (!sp->state) {
         count(C_FILTERED);
         return 0;
     }
@@ -1024,8 +1014,25 @@ int stage_match(void *ctx) {
     return 0;
 }
 
-// The record: the fixed part, then the socket address, the strings.
-static __always_inline int record(struct event_state *es, struct syscall_buf *b, const struct spec *sp) {
+// The record goes into the ring; the kernel remembers the fds it created, for close's filter.
+static __always_inline int finish(struct event_state *es, struct syscall_buf *b, const struct spec *sp, u32 off) {
+    u32 size = sizeof(struct rec_syscall) + BOUND(off, TAIL_MASK2);
+    int ok = submit(b, size) == 0;
+    if (ok && es->kclass == KCLASS_STATE)
+        count(C_STATE_RECORDS);
+    if (ok && sp->creates_fd && es->ret >= 0) {
+        u64 key = (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | (u32)es->ret;
+        u8 one = 1;
+        known_fds.update(&key, &one);
+    }
+    return 0;
+}
+
+// The record: the fixed part, then the socket address, the strings; then the path of the
+// directory a relative path is relative to (STAGE_DIR), when there is one. `can_tail`: 0 in the
+// raw sys_enter program, which cannot tail-call the tracepoint stages.
+static __always_inline int record(void *ctx, struct event_state *es, struct syscall_buf *b, const struct spec *sp,
+                                  int can_tail) {
     u32 zero = 0;
     struct kf_facts *facts = facts_scratch.lookup(&zero);
     if (!facts)
@@ -1113,16 +1120,98 @@ static __always_inline int record(struct event_state *es, struct syscall_buf *b,
         if (file)
             fill_sock(r, file);
     }
-    u32 size = sizeof(struct rec_syscall) + BOUND(off, TAIL_MASK2);
-    int ok = submit(b, size) == 0;
-    if (ok && kclass == KCLASS_STATE)
-        count(C_STATE_RECORDS);
-    if (ok && sp->creates_fd && ret >= 0) {
-        u64 key = ((u64)tgid << 32) | (u32)ret;
-        u8 one = 1;
-        known_fds.update(&key, &one);
+    // The directory a relative path resolves against (openat's dirfd), or the directory an fd
+    // names (fchdir, and any fd of a directory): its path from the kernel, so that user space
+    // needs no open of it and no table entry that may have gone stale.
+    s32 dirfd = -1;
+    if (sp->fd_path || (sp->filefd == FD_ARG0 && (r->imode & 0170000) == 0040000))
+        dirfd = (s32)args[0];
+    else if (sp->dirfd0 < 6 && r->l0 > 1 && b->tail[BOUND(laddr, 0xFF)] != '/')
+        dirfd = (s32)args[sp->dirfd0 & 7];
+    if (can_tail && dirfd >= 0) {
+        es->off = off;
+        es->dirfd = dirfd;
+        stages.call(ctx, STAGE_DIR);
     }
-    return 0;
+    return finish(es, b, sp, off);
+}
+
+struct dir_scratch {
+    u8 buf[2 * MAX_DIR];
+    // The walk's position, kept in map memory: the verifier then sees an unknown value at every
+    // step instead of one exact value per path, and the 48 steps verify as one.
+    u32 pos;
+    u32 pad;
+};
+BPF_PERCPU_ARRAY(dir_scratch, struct dir_scratch, 1);
+
+// The path of the directory open as fd `fd`, from its dentry up to the root of the task's
+// mount namespace (crossing mounts), built backwards in d->buf. Returns where it starts, or
+// MAX_DIR when it could not be read whole (too deep, too long, not a directory fd).
+static __always_inline u32 dir_path(s64 fd, struct dir_scratch *d) {
+    void *file = fd_file(fd);
+    if (!file)
+        return MAX_DIR;
+    char *dentry = kread_ptr(file, OFF_FILE_DENTRY);
+    char *vfsmnt = kread_ptr(file, OFF_FILE_MNT);
+    if (!dentry || !vfsmnt)
+        return MAX_DIR;
+    char *mnt = vfsmnt - OFF_MOUNT_MNT;
+    d->pos = MAX_DIR;
+    for (int i = 0; i < DIR_DEPTH; i++) {
+        if (dentry == kread_ptr(vfsmnt, OFF_VFSMOUNT_ROOT)) {
+            char *parent = kread_ptr(mnt, OFF_MOUNT_PARENT);
+            if (!parent || parent == mnt) {             // the namespace's root mount: done
+                if (d->pos == MAX_DIR) {
+                    d->pos = MAX_DIR - 1;
+                    d->buf[MAX_DIR - 1] = '/';
+                }
+                return d->pos;
+            }
+            dentry = kread_ptr(mnt, OFF_MOUNT_MOUNTPOINT);
+            mnt = parent;
+            vfsmnt = mnt + OFF_MOUNT_MNT;
+            continue;
+        }
+        char *up = kread_ptr(dentry, OFF_DENTRY_PARENT);
+        if (!up || up == dentry)                        // a filesystem root that is no mount root
+            return MAX_DIR;
+        u32 len = kread_u32(dentry, OFF_DENTRY_NAME_LEN);
+        u32 pos = d->pos;
+        if (len == 0 || len > 255 || len + 1 > pos)
+            return MAX_DIR;
+        pos -= len;
+        if (bpf_probe_read_kernel(&d->buf[pos & (MAX_DIR - 1)], BOUND(len, 0xFF),
+                                  kread_ptr(dentry, OFF_DENTRY_NAME)) < 0)
+            return MAX_DIR;
+        pos -= 1;
+        d->buf[pos & (MAX_DIR - 1)] = '/';
+        d->pos = pos;
+        dentry = up;
+    }
+    return MAX_DIR;
+}
+
+int stage_dir(void *ctx) {
+    struct stage st;
+    if (stage_begin(&st) < 0)
+        return 0;
+    u32 zero = 0;
+    struct dir_scratch *d = dir_scratch.lookup(&zero);
+    u32 off = st.es->off;
+    if (d) {
+        u32 pos = dir_path(st.es->dirfd, d);
+        if (pos < MAX_DIR) {
+            u32 n = MAX_DIR - pos;
+            off = BOUND(off, TAIL_MASK2);
+            if (bpf_probe_read_kernel(&st.b->tail[off], BOUND(n, MAX_DIR - 1), &d->buf[pos & (MAX_DIR - 1)]) == 0) {
+                st.b->tail[BOUND(off + n, TAIL_MASK2)] = 0;
+                st.b->rec.l_dir = n + 1;
+                off += n + 1;
+            }
+        }
+    }
+    return finish(st.es, st.b, st.sp, off);
 }
 
 // close (attached only when a rule names it): nearly always of a descriptor nobody was told
@@ -1152,7 +1241,7 @@ int stage_record(void *ctx) {
     struct stage st;
     if (stage_begin(&st) < 0)
         return 0;
-    return record(st.es, st.b, st.sp);
+    return record(ctx, st.es, st.b, st.sp, 1);
 }
 
 // Syscalls the table knows but this kernel has no tracepoint for are the ones it was built without
@@ -1182,7 +1271,7 @@ int raw_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     struct syscall_buf *b = sc_scratch.lookup(&zero);
     if (!es || !sp || !b)
         return 0;
-    return record(es, b, sp);
+    return record(ctx, es, b, sp, 0);
 }
 
 // A new process (not a thread): raw tracepoint, so the child task is at hand.

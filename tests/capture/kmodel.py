@@ -89,9 +89,7 @@ class Model:
         if spec["kf_mode"] == KF_ALL:
             return True
         flags = self.flags(sc, k)
-        if self.wanted(sc, spec, k, flags):
-            return True
-        return bool(spec["state"]) or (sc.name in OPENS and self.is_dir(k, flags))
+        return self.wanted(sc, spec, k, flags) or bool(spec["state"])
 
     @staticmethod
     def flags(sc: Syscall, k: Kernel) -> int:
@@ -100,16 +98,6 @@ class Model:
         if sc.name == "openat2":
             return k.how_flags
         return k.args[sc.open_flags_arg] if sc.open_flags_arg >= 0 else 0
-
-    @staticmethod
-    def is_dir(k: Kernel, flags: int) -> bool:
-        if k.res < 0:
-            return False
-        if flags & 0o200000:
-            return True
-        if flags & 3 or flags & 0o100:
-            return False
-        return (k.imode & 0o170000) == 0o040000
 
     def wanted(self, sc: Syscall, spec: dict[str, int], k: Kernel, flags: int) -> bool:
         comm = self.comm.get(k.comm.ljust(16, b"\0")[:16], 0)

@@ -200,10 +200,11 @@ def test_only_lexically_normal_paths_are_judged_in_the_kernel(capture: Callable[
 
 
 @pytest.mark.parametrize("held", [0, 100])
-def test_directories_are_kept_so_relative_opens_resolve(capture: Callable[..., Capture], tmp_path: Path,
-                                                         held: int) -> None:
-    # open(dir) without O_DIRECTORY, then openat(dirfd, ...) and fchdir: the filter wants only the
-    # secret, yet the directory open must reach user space or the secret's path is lost. The
+def test_relative_opens_resolve_without_the_directory_open(capture: Callable[..., Capture], tmp_path: Path,
+                                                           held: int) -> None:
+    # open(dir) without O_DIRECTORY, then openat(dirfd, ...) and fchdir: the rules want only the
+    # secret, and the directory open does not leave the kernel; the events that use the directory
+    # fd carry its path, read from the kernel's dentries, so the secret's path is still whole. The
     # probe reads a small fd table (FDSize 64: files_struct's own array) and a grown one in two
     # different ways. The work runs in a fork of a fresh interpreter: a child's table is sized by
     # the parent's highest open fd, and the test runner's is above 64.
@@ -225,6 +226,9 @@ def test_directories_are_kept_so_relative_opens_resolve(capture: Callable[..., C
     assert len(found) == 2
     assert [e.rawargs["name"] for e in found] == ["secret", "secret"]
     assert found[1].proc.cwd == str(tmp_path)
+    pid = found[0].proc.pid
+    assert not [e for e in events if e.type == "openat" and e.proc.pid == pid
+                and e.rawargs.get("name") == str(tmp_path)]             # the directory open stayed out
 
 
 def _controlling_tty(slave: int) -> Callable[[], None]:
