@@ -79,7 +79,6 @@ class Capture:
                                on_host_cgroup=self._host_cgroup)
         self.bpf_text: str | None = None
         self.floods: list[Flood] = []              # processes over their budget, for the source to report
-        self._level = 0                            # how full the ring was when last told to the probe
         self._next_flood_check = 0.0
         self.started_at = 0.0
         self._final: dict[str, int] | None = None      # stats as they were when stopped
@@ -127,19 +126,12 @@ class Capture:
         dec = self.decoder
         dec.events = []
         ring.consume(dec.handle, self.opts.batch)
-        self._tell_pressure(ring.pending())
+        if self.probe is not None:
+            # how far the ring is read: with what it wrote, the probe knows how full the ring is
+            self.probe.set_config(loader.CFG_CONSUMED, ring.consumed())
         if time.monotonic() >= self._next_flood_check:
             self._collect_floods()
         return dec.events
-
-    def _tell_pressure(self, pending: int) -> None:
-        """Tell the probe how full the ring is (it cannot ask the ring itself here), when that
-        crosses a quarter or a half: budgets start at a quarter, state-only records stop at half."""
-        size = self.opts.ringbuf_bytes
-        level = 0 if pending <= size // 4 else 1 if pending <= size // 2 else 2
-        if level != self._level and self.probe is not None:
-            self._level = level
-            self.probe.set_config(loader.CFG_PENDING, (0, size // 4 + 1, size // 2 + 1)[level])
 
     def _collect_floods(self) -> None:
         self._next_flood_check = time.monotonic() + 1.0
