@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensor.capture import kfilter, loader, syscalls
+from sensor.capture import accounts, kfilter, loader, syscalls
 from sensor.capture.containers import ContainerResolver
 from sensor.capture.decoder import Decoder
 from sensor.capture.procstate import ProcessTable
 from sensor.capture.ring import RingReader
-from sensor.event import HOST, SyscallEvent
+from sensor.event import HOST, Process, SyscallEvent
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Capture:
 
     def __init__(self, opts: CaptureOptions) -> None:
         self.opts = opts
+        Process.accounts = accounts.account          # user.name and the like, from the files the process sees
         selected, self.unknown_types = syscalls.select(opts.event_types)
         if not opts.raw_hook:
             self.skipped = [s.name for s in selected if not loader.has_tracepoint(s.tracepoint)]
