@@ -24,7 +24,7 @@ from sensor.capture.layout import (
     X_HAVE_FILE,
     X_HAVE_SOCK,
 )
-from sensor.capture.procstate import ProcessTable, exe_writable, fd_type_of_mode, resolve_path
+from sensor.capture.procstate import ProcessTable, exe_path, exe_writable, fd_type_of_mode, resolve_path
 from sensor.event import HOST, Fd, Process, SyscallEvent
 from sensor.syscalls import BY_NR, FD_ARG0, Syscall
 
@@ -244,7 +244,7 @@ class Decoder:
     def _exec(self, view: memoryview, off: int, length: int) -> None:
         (_k, _nr, _tid, tgid, uid, gid, euid, egid, _cpu, _ts, cgroup, comm, ppid, vpid, sid, vpgid,
          loginuid, tty, _old, xflags, cap_inh, cap_perm, cap_eff, _start, exe_ino, exe_ctime,
-         exe_mtime, l_fn, l_args, l_env, l_exe, l_cgp, l_cgl, _pad) = _EXEC.unpack_from(view, off)
+         exe_mtime, l_fn, l_args, l_env, l_exe, l_cgp, l_cgl, l_exepath, _pad) = _EXEC.unpack_from(view, off)
         pos = off + _EX_FIXED
         filename = _text(view[pos:pos + l_fn - 1]) if l_fn else ""
         pos += l_fn
@@ -255,6 +255,7 @@ class Decoder:
         env_raw = bytes(view[pos:pos + l_env])
         pos += l_env + l_exe
         p = self._proc(tgid, comm, uid, gid, cgroup)
+        exepath = _text(view[pos + l_cgp + l_cgl:pos + l_cgp + l_cgl + l_exepath - 1]) if l_exepath else ""
         if l_cgl:
             parent = _text(view[pos:pos + l_cgp - 1]) if l_cgp else ""
             leaf = _text(view[pos + l_cgp:pos + l_cgp + l_cgl - 1])
@@ -265,7 +266,9 @@ class Decoder:
         p.name = comm.split(b"\0", 1)[0].decode(errors="replace")
         p.exe = argv[0] if argv else filename
         p.args = argv[1:]
-        p.exepath = resolve_path(p.cwd, filename)
+        # the kernel's path of the executable (symlinks resolved, as Falco's driver reports it);
+        # the name the caller used when it could not be read
+        p.exepath = exe_path(exepath) if exepath else resolve_path(p.cwd, filename)
         p.uid, p.gid, p.euid, p.egid = uid, gid, euid, egid
         p.vpid, p.sid, p.vpgid, p.tty = vpid, sid, vpgid, tty
         p.loginuid = -1 if loginuid == 0xFFFFFFFF else loginuid

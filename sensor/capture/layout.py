@@ -63,7 +63,9 @@ EXEC = (
     ("l_filename", "u16", 1), ("l_args", "u16", 1), ("l_env", "u16", 1), ("l_exe", "u16", 1),
     # the names of the task's cgroup v2 directory and of its parent: enough to tell the container
     # even when the cgroup is gone by the time user space looks
-    ("l_cg_parent", "u16", 1), ("l_cg_leaf", "u16", 1), ("pad0", "u32", 1),
+    ("l_cg_parent", "u16", 1), ("l_cg_leaf", "u16", 1),
+    ("l_exepath", "u16", 1),                      # the executable's path from its dentries
+    ("pad0", "u16", 1),
 )
 
 # sched_process_fork for a new process (threads are filtered in the kernel).

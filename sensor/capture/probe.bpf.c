@@ -1156,15 +1156,10 @@ struct dir_scratch {
 };
 BPF_PERCPU_ARRAY(dir_scratch, struct dir_scratch, 1);
 
-// The path of the directory open as fd `fd`, from its dentry up to the root of the task's
-// mount namespace (crossing mounts), built backwards in d->buf. Returns where it starts, or
-// MAX_DIR when it could not be read whole (too deep, too long, not a directory fd).
-static __always_inline u32 dir_path(s64 fd, struct dir_scratch *d) {
-    void *file = fd_file(fd);
-    if (!file)
-        return MAX_DIR;
-    char *dentry = kread_ptr(file, OFF_FILE_DENTRY);
-    char *vfsmnt = kread_ptr(file, OFF_FILE_MNT);
+// The path of a dentry, up to the root of the task's mount namespace (crossing mounts), built
+// backwards in d->buf. Returns where it starts, or MAX_DIR when it could not be read whole (too
+// deep, too long).
+static __always_inline u32 path_of(char *dentry, char *vfsmnt, struct dir_scratch *d) {
     if (!dentry || !vfsmnt)
         return MAX_DIR;
     char *mnt = vfsmnt - OFF_MOUNT_MNT;
@@ -1185,7 +1180,7 @@ static __always_inline u32 dir_path(s64 fd, struct dir_scratch *d) {
             continue;
         }
         char *up = kread_ptr(dentry, OFF_DENTRY_PARENT);
-        if (!up || up == dentry)                        // a filesystem root that is no mount root
+        if (!up)
             return MAX_DIR;
         u32 len = kread_u32(dentry, OFF_DENTRY_NAME_LEN);
         u32 pos = d->pos;
@@ -1198,9 +1193,19 @@ static __always_inline u32 dir_path(s64 fd, struct dir_scratch *d) {
         pos -= 1;
         d->buf[pos & (MAX_DIR - 1)] = '/';
         d->pos = pos;
+        if (up == dentry)                               // the root of a filesystem that is no mount
+            return pos;                                 // root (an internal one: memfd, pipes)
         dentry = up;
     }
     return MAX_DIR;
+}
+
+// The path of the file open as fd `fd` of the current task.
+static __always_inline u32 dir_path(s64 fd, struct dir_scratch *d) {
+    void *file = fd_file(fd);
+    if (!file)
+        return MAX_DIR;
+    return path_of(kread_ptr(file, OFF_FILE_DENTRY), kread_ptr(file, OFF_FILE_MNT), d);
 }
 
 int stage_dir(void *ctx) {
@@ -1400,8 +1405,12 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx) {
     r->exe_ino = kread_u64(inode, OFF_INODE_INO);
     r->exe_ctime = r->exe_mtime = 0;
 #if OFF_INODE_CTIME_SEC >= 0
-    r->exe_ctime = kread_u64(inode, OFF_INODE_CTIME_SEC) * 1000000000ULL + kread_u32(inode, OFF_INODE_CTIME_NSEC);
-    r->exe_mtime = kread_u64(inode, OFF_INODE_MTIME_SEC) * 1000000000ULL + kread_u32(inode, OFF_INODE_MTIME_NSEC);
+    // The top bits of a nanosecond field are flags on kernels with multigrain timestamps (6.13+:
+    // I_CTIME_QUERIED); nanoseconds need 30 bits.
+    r->exe_ctime = kread_u64(inode, OFF_INODE_CTIME_SEC) * 1000000000ULL
+                   + (kread_u32(inode, OFF_INODE_CTIME_NSEC) & 0x3FFFFFFF);
+    r->exe_mtime = kread_u64(inode, OFF_INODE_MTIME_SEC) * 1000000000ULL
+                   + (kread_u32(inode, OFF_INODE_MTIME_NSEC) & 0x3FFFFFFF);
 #endif
     // proc.is_exe_upper_layer as Falco's driver reads it: the exe's inode is an overlayfs inode
     // whose upper dentry is set (the file was written in the container, not taken from the image).
@@ -1443,6 +1452,22 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx) {
     if (n > 0 && n <= MAX_CGNAME) {
         r->l_cg_leaf = n;
         off += n;
+    }
+    // proc.exepath as Falco's driver reports it: the executable's own path (symlinks resolved),
+    // read from its dentries
+    r->l_exepath = 0;
+    struct dir_scratch *d = dir_scratch.lookup(&zero);
+    if (d) {
+        u32 pos = path_of(kread_ptr(file, OFF_FILE_DENTRY), kread_ptr(file, OFF_FILE_MNT), d);
+        if (pos < MAX_DIR) {
+            u32 n = MAX_DIR - pos;
+            off = BOUND(off, TAIL_MASK2);
+            if (bpf_probe_read_kernel(&b->tail[off], BOUND(n, MAX_DIR - 1), &d->buf[pos & (MAX_DIR - 1)]) == 0) {
+                b->tail[BOUND(off + n, TAIL_MASK2)] = 0;
+                r->l_exepath = n + 1;
+                off += n + 1;
+            }
+        }
     }
     u32 size = sizeof(struct rec_exec) + BOUND(off, TAIL_MASK2);
     if (admit(KCLASS_RULE))
