@@ -27,7 +27,7 @@ MAPS = ("events", "counters", "config", "specs", "known_fds", "kterms", "comm_se
         # the stages' program array: the kernel empties it when the last fd to it closes, so the
         # sensor holds one
         "stages")
-STAGES = ("stage_filter", "stage_facts", "stage_match", "stage_record", "stage_dir")   # probe.bpf.c STAGE_*
+STAGES = ("stage_facts", "stage_record", "stage_dir")       # probe.bpf.c STAGE_* order
 
 
 def program_text() -> str:

@@ -522,6 +522,8 @@ def _path(place: str, fact: str, c: dict[str, Any], f: dict[str, Any], text: lis
     name = f"{'raw' if raw else 'path'}{slot}"
     f[name] = bit
     f["checks"] |= KC[name.upper()]
+    if any(kind in ("contains", "suffix") for kind, _t in parts):
+        f["dfa"] = f.get("dfa", 0) | (1 << int(slot))
     what = {"exact": "is", "prefix": "starts", "suffix": "ends", "contains": "contains"}
     text.append(f"{fact} " + _few((f"{what[k]} {t!r}" for k, t in parts), 3))
     return None

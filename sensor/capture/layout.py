@@ -113,7 +113,7 @@ KTERM = (
     ("acc", "u8", 1),             # KC_ACC: one bit per open access mode (flags & 3)
     ("ftype", "u8", 1),           # KC_FTYPE: one bit per FT_* class of the fd
     ("l4", "u8", 1),              # KC_L4: one bit per L4_* class
-    ("pad0", "u8", 1),
+    ("dfa", "u8", 1),             # bit per string slot: its path set has "contains"/"ends with" parts
     ("fl_all", "u32", 1), ("fl_none", "u32", 1),          # KC_FLAGS: open flags set / clear
     ("res_lo0", "s64", 1), ("res_hi0", "s64", 1),         # KC_RES: the result in one of two ranges
     ("res_lo1", "s64", 1), ("res_hi1", "s64", 1),

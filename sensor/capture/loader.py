@@ -22,7 +22,7 @@ from sensor.capture.syscalls import Syscall
 
 # probe.bpf.c CFG_* and C_* indexes
 CFG_SELF_TGID, CFG_KFILTER, CFG_PRESSURE, CFG_STATE_LIMIT = 0, 1, 2, 3
-CFG_PROC_BUDGET, CFG_CG_BUDGET, CFG_WINDOW_NS, CFG_HAS_DFA, CFG_CONSUMED = 4, 5, 6, 7, 8
+CFG_PROC_BUDGET, CFG_CG_BUDGET, CFG_WINDOW_NS, CFG_CONSUMED = 4, 5, 6, 8
 COUNTERS = ("drops", "str_faults", "regs_faults", "records", "filtered", "state_drops", "throttled",
             "state_records", "tail_faults")
 MAX_PREFIX = kfilter.MAX_PREFIX
@@ -89,7 +89,6 @@ class Probe:
         for sc in selected:
             row = syscalls.kernel_spec(sc, True, sc.name in self.raw, track_fds, tables.specs.get(sc.name))
             bpfsys.update(maps["specs"], struct.pack("<I", sc.nr), row)
-        self.set_config(CFG_HAS_DFA, int(len(rows) > 1))
         self.set_config(CFG_KFILTER, 1)
 
     def mark_host_cgroup(self, cgroup_id: int) -> None:

@@ -38,7 +38,6 @@
 #define CFG_PROC_BUDGET 4       // records one process may add per window under pressure
 #define CFG_CG_BUDGET 5         // records one cgroup may add per window under pressure
 #define CFG_WINDOW_NS 6
-#define CFG_HAS_DFA 7            // 1: the path automaton has patterns
 #define CFG_CONSUMED 8           // the ring's consumer position, as the reader last published it
 #define CFG_MAX 16
 
@@ -136,7 +135,6 @@ struct exec_buf {
 
 // What the kernel filter learnt about the event being judged; each part filled at most once.
 struct kf_facts {
-    u32 have;                   // H_* bits: which parts are filled
     u32 ftype;                  // FT_* bit, 0 when unknown
     u32 l4;                     // L4_* bit, 0 when unknown
     u32 euid;
@@ -145,6 +143,7 @@ struct kf_facts {
     u8 pknown[2];               // the string was read whole (its facts are known)
     u8 pnormal[2];              // ... and is absolute and lexically normal (as rules see it)
     u8 is_host;
+    u8 host_known;              // is_host was looked up
     u8 net_known;               // the fd is an IPv4/IPv6 socket: addresses and ports known
     u64 lbits, rbits;
     u16 lport, rport;
@@ -152,17 +151,10 @@ struct kf_facts {
     // Kept here, in map memory, rather than in registers: the verifier tracks a register's exact
     // value on every path, and a mask built bit by bit over the terms would make it explore each
     // combination of bits as a different state.
-    u64 alive;                  // terms that passed the cheap tests
+    u64 alive;                  // terms that passed the tests so far
     u32 costly;                 // the tests they still need
-    u32 pad;
+    u32 dfa;                    // bit per string slot: some alive term's path set has automaton parts
 };
-#define H_COMM 1
-#define H_HOST 2
-#define H_FTYPE 4
-#define H_SOCK 8
-#define H_PATH0 16
-#define H_PATH1 32
-#define H_EUID 64
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(counters, u64, C_MAX);
@@ -404,7 +396,13 @@ static __always_inline int saved_args(u64 *a) {
 // once, and only when a term survived the cheap tests and needs them.
 // ---------------------------------------------------------------------------------------------
 
-#define KC_CHEAP (KC_RES | KC_ACC | KC_FLAGS | KC_UID | KC_COMM_IN | KC_COMM_OUT | KC_CONTAINER)
+// The tests that need nothing but the event itself, the euid (two loads) and whether the cgroup
+// is a host one (one lookup, made when a term first asks), run for every term in the entry
+// program; the others in STAGE_FACTS, cheapest fact first.
+#define KC_CHEAP (KC_RES | KC_ACC | KC_FLAGS | KC_UID | KC_CONTAINER)
+#define KC_PATHS (KC_PATH0 | KC_RAW0 | KC_PATH1 | KC_RAW1)
+#define KC_WHO (KC_COMM_IN | KC_COMM_OUT)
+#define KC_FD (KC_FTYPE | KC_L4 | KC_LNET | KC_RNET | KC_LPORT | KC_RPORT)
 
 // Is the path (n bytes with its NUL, starting with '/') lexically normal: no "." or ".."
 // component, no "//", no trailing '/'? Only then is the path as written the path rules see.
@@ -428,7 +426,7 @@ static __always_inline int path_normal(const u8 *p) {
 
 // The path sets a string matches: by the trie (exact names, prefixes) and by the automaton
 // (contains, ends with). `n` counts the NUL.
-static __always_inline u64 path_sets(struct path_key *k, long n) {
+static __always_inline u64 path_sets(struct path_key *k, long n, int dfa_too) {
     u64 bits = 0;
     u32 c1 = k->path[1];
     u32 c2 = k->path[2];
@@ -439,7 +437,7 @@ static __always_inline u64 path_sets(struct path_key *k, long n) {
         if (v)
             bits |= *v;
     }
-    if (!cfg(CFG_HAS_DFA))
+    if (!dfa_too)
         return bits;
     u32 state = 0;
     for (int i = 0; i < MAX_PREFIX - 1; i++) {
@@ -457,7 +455,8 @@ static __always_inline u64 path_sets(struct path_key *k, long n) {
     return bits;
 }
 
-static __always_inline void kf_path(struct kf_facts *f, const u32 slot, const struct spec *sp, const u64 *args) {
+static __always_inline void kf_path(struct kf_facts *f, const u32 slot, const struct spec *sp, const u64 *args,
+                                    int dfa_too) {
     u32 key = slot;                                     // the map key lives on the stack; `slot` stays a constant
     struct path_key *k = key_scratch.lookup(&key);
     u8 a = sp->str[slot & 1];
@@ -468,7 +467,7 @@ static __always_inline void kf_path(struct kf_facts *f, const u32 slot, const st
         return;                                         // unreadable or too long: not judged
     f->pknown[slot & 1] = 1;
     f->pnormal[slot & 1] = k->path[0] == '/' && path_normal(k->path);
-    f->pbits[slot & 1] = path_sets(k, n);
+    f->pbits[slot & 1] = path_sets(k, n, dfa_too);
 }
 
 static __always_inline u32 l4_class(u32 family, u32 stype, u32 proto) {
@@ -683,20 +682,13 @@ static __always_inline int port_in(u16 set, u16 port) {
 }
 
 // Does some term want the event on its cheap tests alone? 1: yes; 0: no term can; -1: some term
-// passed its cheap tests and needs the costly ones (f->alive says which, f->costly what).
+// passed its cheap tests and needs the others (f->alive says which, f->costly what).
 static __always_inline int kf_cheap(const struct spec *sp, s64 ret, u64 flags, struct kf_facts *f) {
     u32 keep = f->laddr;
     __builtin_memset(f, 0, sizeof(*f));
     f->laddr = keep;
-    u32 needs = sp->kf_needs;
-    if (needs & KC_UID)
+    if (sp->kf_needs & KC_UID)
         f->euid = current_euid();
-    if (needs & (KC_COMM_IN | KC_COMM_OUT))
-        f->comm_bits = comm_bits();
-    if (needs & KC_CONTAINER) {
-        u64 cg = bpf_get_current_cgroup_id();
-        f->is_host = host_cgroups.lookup(&cg) != 0;
-    }
     for (int i = 0; i < KF_MAX_TERMS; i++) {
         if (i >= sp->kf_count)
             break;
@@ -713,33 +705,66 @@ static __always_inline int kf_cheap(const struct spec *sp, s64 ret, u64 flags, s
             continue;
         if ((c & KC_UID) && !in_ranges(f->euid, t->uid_lo0, t->uid_hi0, t->uid_lo1, t->uid_hi1))
             continue;
-        if ((c & KC_CONTAINER) && f->is_host)
-            continue;
-        if ((c & KC_COMM_IN) && !(f->comm_bits & t->comm_in))
-            continue;
-        if ((c & KC_COMM_OUT) && (f->comm_bits & t->comm_out))
-            continue;
+        if (c & KC_CONTAINER) {
+            if (!f->host_known) {
+                u64 cg = bpf_get_current_cgroup_id();
+                f->is_host = host_cgroups.lookup(&cg) != 0;
+                f->host_known = 1;
+            }
+            if (f->is_host)
+                continue;
+        }
         if (!(c & ~KC_CHEAP))
-            return 1;                                   // nothing costly left to test
+            return 1;                                   // nothing else to test
         f->alive |= 1ULL << (i & 63);
         f->costly |= c;
+        f->dfa |= t->dfa;
     }
     return f->alive ? -1 : 0;
 }
 
-// The costly facts the surviving terms need: the fd, its socket, the paths.
-static __always_inline void kf_facts(const struct spec *sp, const u64 *args, s64 ret, struct syscall_buf *b,
-                                     struct kf_facts *f) {
-    if (f->costly & (KC_FTYPE | KC_L4 | KC_LNET | KC_RNET | KC_LPORT | KC_RPORT))
-        kf_ftype(f, b, sp, args, ret);
-    if (f->costly & (KC_PATH0 | KC_RAW0))
-        kf_path(f, 0, sp, args);
-    if (f->costly & (KC_PATH1 | KC_RAW1))
-        kf_path(f, 1, sp, args);
+// Does term t pass the tests of class `which`, on the facts read so far?
+static __always_inline int term_passes(const struct kterm *t, const struct kf_facts *f, u32 which) {
+    u32 c = t->checks & which;
+    if ((c & KC_CONTAINER) && f->is_host)
+        return 0;
+    if ((c & KC_COMM_IN) && !(f->comm_bits & t->comm_in))
+        return 0;
+    if ((c & KC_COMM_OUT) && (f->comm_bits & t->comm_out))
+        return 0;
+    if ((c & KC_FTYPE) && f->ftype && !(t->ftype & f->ftype))
+        return 0;
+    if ((c & KC_L4) && f->l4 && !(t->l4 & f->l4))
+        return 0;
+    if (f->net_known) {
+        if ((c & KC_LNET) && ((t->lnet_in && !(f->lbits & t->lnet_in)) || (f->lbits & t->lnet_out)))
+            return 0;
+        if ((c & KC_RNET) && ((t->rnet_in && !(f->rbits & t->rnet_in)) || (f->rbits & t->rnet_out)))
+            return 0;
+        if ((c & KC_LPORT) && !port_in(t->lport, f->lport))
+            return 0;
+        if ((c & KC_RPORT) && !port_in(t->rport, f->rport))
+            return 0;
+    }
+    if (f->pknown[0]) {
+        if ((c & KC_RAW0) && !(f->pbits[0] & t->raw0))
+            return 0;
+        if ((c & KC_PATH0) && f->pnormal[0] && !(f->pbits[0] & t->path0))
+            return 0;
+    }
+    if (f->pknown[1]) {
+        if ((c & KC_RAW1) && !(f->pbits[1] & t->raw1))
+            return 0;
+        if ((c & KC_PATH1) && f->pnormal[1] && !(f->pbits[1] & t->path1))
+            return 0;
+    }
+    return 1;
 }
 
-// Does a term that passed its cheap tests pass the costly ones too?
-static __always_inline int kf_costly(const struct spec *sp, struct kf_facts *f) {
+// Drop from f->alive the terms that fail the tests of class `which`; f->costly becomes what the
+// survivors still need.
+static __always_inline void kf_prune(const struct spec *sp, struct kf_facts *f, u32 which) {
+    f->costly = 0;
     for (int i = 0; i < KF_MAX_TERMS; i++) {
         if (i >= sp->kf_count)
             break;
@@ -748,37 +773,40 @@ static __always_inline int kf_costly(const struct spec *sp, struct kf_facts *f) 
         u32 idx = sp->kf_first + i;
         struct kterm *t = kterms.lookup(&idx);
         if (!t)
-            return 1;
-        u32 c = t->checks;
-        if ((c & KC_FTYPE) && f->ftype && !(t->ftype & f->ftype))
             continue;
-        if ((c & KC_L4) && f->l4 && !(t->l4 & f->l4))
+        if (!term_passes(t, f, which)) {
+            f->alive &= ~(1ULL << (i & 63));
             continue;
-        if (f->net_known) {
-            if ((c & KC_LNET) && ((t->lnet_in && !(f->lbits & t->lnet_in)) || (f->lbits & t->lnet_out)))
-                continue;
-            if ((c & KC_RNET) && ((t->rnet_in && !(f->rbits & t->rnet_in)) || (f->rbits & t->rnet_out)))
-                continue;
-            if ((c & KC_LPORT) && !port_in(t->lport, f->lport))
-                continue;
-            if ((c & KC_RPORT) && !port_in(t->rport, f->rport))
-                continue;
         }
-        if (f->pknown[0]) {
-            if ((c & KC_RAW0) && !(f->pbits[0] & t->raw0))
-                continue;
-            if ((c & KC_PATH0) && f->pnormal[0] && !(f->pbits[0] & t->path0))
-                continue;
-        }
-        if (f->pknown[1]) {
-            if ((c & KC_RAW1) && !(f->pbits[1] & t->raw1))
-                continue;
-            if ((c & KC_PATH1) && f->pnormal[1] && !(f->pbits[1] & t->path1))
-                continue;
-        }
-        return 1;
+        f->costly |= t->checks;
     }
-    return 0;
+}
+
+// The costly facts, cheapest first, pruning the terms after each: the paths (already read for
+// most of the events that get here), the process's name and cgroup, then the fd and its socket.
+// 1: some term passes every test.
+static __always_inline int kf_costly(const struct spec *sp, const u64 *args, s64 ret, struct syscall_buf *b,
+                                     struct kf_facts *f) {
+    if (f->costly & KC_PATHS) {
+        if (f->costly & (KC_PATH0 | KC_RAW0))
+            kf_path(f, 0, sp, args, f->dfa & 1);
+        if (f->costly & (KC_PATH1 | KC_RAW1))
+            kf_path(f, 1, sp, args, f->dfa & 2);
+        kf_prune(sp, f, KC_PATHS);
+        if (!f->alive)
+            return 0;
+    }
+    if (f->costly & KC_WHO) {
+        f->comm_bits = comm_bits();
+        kf_prune(sp, f, KC_WHO);
+        if (!f->alive)
+            return 0;
+    }
+    if (f->costly & KC_FD) {
+        kf_ftype(f, b, sp, args, ret);
+        kf_prune(sp, f, KC_FD);
+    }
+    return f->alive != 0;
 }
 
 // The open flags the caller passed (openat2: in its struct open_how).
@@ -864,18 +892,18 @@ static __always_inline int admit(u8 kclass) {
 // ---------------------------------------------------------------------------------------------
 // An event passes three programs joined by tail calls, each verified on its own: the verifier
 // would otherwise walk the whole record-building code once for every way the filter can end.
-//   sys_exit        the saved arguments, the close filter      -> STAGE_FILTER or STAGE_RECORD
-//   stage_filter    the kernel filter                           -> STAGE_RECORD, or dropped
-//   stage_record    the budgets, then the record into the ring
+//   sys_exit        the saved arguments, the close filter, the kernel filter's cheap tests
+//                                                               -> STAGE_FACTS, STAGE_RECORD or dropped
+//   stage_facts     the kernel filter's other tests             -> STAGE_RECORD or dropped
+//   stage_record    the budgets, then the record into the ring  -> STAGE_DIR when it has a directory fd
+//   stage_dir       the path of that directory, then into the ring
 // They share the event through per-CPU scratch maps (a tail call stays on its CPU).
 // ---------------------------------------------------------------------------------------------
 
-#define STAGE_FILTER 0
-#define STAGE_FACTS 1
-#define STAGE_MATCH 2
-#define STAGE_RECORD 3
-#define STAGE_DIR 4
-BPF_PROG_ARRAY(stages, 5);
+#define STAGE_FACTS 0
+#define STAGE_RECORD 1
+#define STAGE_DIR 2
+BPF_PROG_ARRAY(stages, 3);
 
 struct event_state {
     u64 args[8];                // 6 used; 8 so that an index masked with 7 stays inside
@@ -945,17 +973,37 @@ static __always_inline struct event_state *begin(u32 nr, s64 ret, const u64 *in_
     return es;
 }
 
+// No term wants the event: it goes on only when the state needs it.
+static __always_inline int unwanted(void *ctx, struct event_state *es, const struct spec *sp) {
+    if (!sp->state) {
+        count(C_FILTERED);
+        return 0;
+    }
+    es->kclass = KCLASS_STATE;
+    stages.call(ctx, STAGE_RECORD);
+    count(C_TAIL_FAULTS);
+    return 0;
+}
+
 static __always_inline int on_exit(void *ctx, u32 nr, s64 ret) {
     struct spec *sp = 0;
     struct event_state *es = begin(nr, ret, 0, &sp);
     if (!es || !sp)
         return 0;
     // The kernel filter first, before anything is spent on the record: filtered events are the
-    // hot path of a busy host.
-    if (sp->kf_mode == KF_TERMS && cfg(CFG_KFILTER))
-        stages.call(ctx, STAGE_FILTER);
-    else
-        stages.call(ctx, STAGE_RECORD);
+    // hot path of a busy host. Most events stop at the cheap tests, without a tail call.
+    if (sp->kf_mode == KF_TERMS && cfg(CFG_KFILTER)) {
+        u32 zero = 0;
+        struct kf_facts *f = facts_scratch.lookup(&zero);
+        if (f) {
+            int cheap = kf_cheap(sp, ret, es->flags, f);
+            if (cheap == 0)
+                return unwanted(ctx, es, sp);
+            if (cheap < 0)
+                stages.call(ctx, STAGE_FACTS);
+        }
+    }
+    stages.call(ctx, STAGE_RECORD);
     count(C_TAIL_FAULTS);                               // only reached when a tail call failed
     return 0;
 }
@@ -980,45 +1028,11 @@ static __always_inline int stage_begin(struct stage *st) {
     return st->sp ? 0 : -1;
 }
 
-// No term wants the event: it goes on only when the state needs it.
-static __always_inline int unwanted(void *ctx, struct event_state *es, const struct spec *sp) {
-    if (!sp->state) {
-        count(C_FILTERED);
-        return 0;
-    }
-    es->kclass = KCLASS_STATE;
-    stages.call(ctx, STAGE_RECORD);
-    count(C_TAIL_FAULTS);
-    return 0;
-}
-
-int stage_filter(void *ctx) {
-    struct stage st;
-    if (stage_begin(&st) < 0)
-        return 0;
-    int cheap = kf_cheap(st.sp, st.es->ret, st.es->flags, st.f);
-    if (cheap == 0)
-        return unwanted(ctx, st.es, st.sp);
-    stages.call(ctx, cheap > 0 ? STAGE_RECORD : STAGE_FACTS);
-    count(C_TAIL_FAULTS);
-    return 0;
-}
-
 int stage_facts(void *ctx) {
     struct stage st;
     if (stage_begin(&st) < 0)
         return 0;
-    kf_facts(st.sp, st.es->args, st.es->ret, st.b, st.f);
-    stages.call(ctx, STAGE_MATCH);
-    count(C_TAIL_FAULTS);
-    return 0;
-}
-
-int stage_match(void *ctx) {
-    struct stage st;
-    if (stage_begin(&st) < 0)
-        return 0;
-    if (!kf_costly(st.sp, st.f))
+    if (!kf_costly(st.sp, st.es->args, st.es->ret, st.b, st.f))
         return unwanted(ctx, st.es, st.sp);
     stages.call(ctx, STAGE_RECORD);
     count(C_TAIL_FAULTS);

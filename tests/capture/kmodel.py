@@ -14,7 +14,7 @@ from sensor.capture.layout import FT, KC, KF_ALL, L4
 from sensor.capture.syscalls import OPENS
 from sensor.syscalls import FD_ARG0, FD_NONE, FD_RES, Syscall
 
-CHEAP = KC["RES"] | KC["ACC"] | KC["FLAGS"] | KC["UID"] | KC["COMM_IN"] | KC["COMM_OUT"] | KC["CONTAINER"]
+CHEAP = KC["RES"] | KC["ACC"] | KC["FLAGS"] | KC["UID"] | KC["CONTAINER"]
 _TERM = layout.LAYOUTS["kterm"]
 
 
@@ -115,10 +115,6 @@ class Model:
                 continue
             if c & KC["CONTAINER"] and k.host:
                 continue
-            if c & KC["COMM_IN"] and not comm & t["comm_in"]:
-                continue
-            if c & KC["COMM_OUT"] and comm & t["comm_out"]:
-                continue
             if not c & ~CHEAP:
                 return True
             alive.append(t)
@@ -126,6 +122,11 @@ class Model:
             return False
         f = self.facts(sc, k)
         for t in alive:
+            c = t["checks"]
+            if c & KC["COMM_IN"] and not comm & t["comm_in"]:
+                continue
+            if c & KC["COMM_OUT"] and comm & t["comm_out"]:
+                continue
             if self.costly_ok(t, f):
                 return True
         return False

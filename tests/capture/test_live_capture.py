@@ -245,7 +245,9 @@ def test_processes_match_proc(capture: Callable[..., Capture], tmp_path: Path) -
     child = subprocess.Popen(["sleep", "7.5"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave,
                              preexec_fn=_controlling_tty(slave), env={"CAPTURE_TEST": "yes"})
     try:
-        drain(cap, lambda _: child.pid in cap.table.procs and cap.table.procs[child.pid].name == "sleep")
+        drain(cap, lambda _: child.pid in cap.table.procs and cap.table.procs[child.pid].name == "sleep",
+              timeout=30)
+        assert child.pid in cap.table.procs, cap.stats()
         p = cap.table.procs[child.pid]
         stat = Path(f"/proc/{child.pid}/stat").read_text()
         fields = stat[stat.rfind(")") + 2:].split()
