@@ -173,6 +173,15 @@ class Alert:
                 fields[k] = safe_value(v)
 
 
+def add_static_fields(alert: Alert, fields: dict[str, Any]) -> Alert:
+    """The `static_fields` setting applied to an alert: each one added to output_fields unless the
+    alert has a field of that name. Every alert gets them at the one place all alerts pass (the
+    outputs; `replay` when it prints)."""
+    for k, v in fields.items():
+        alert.output_fields.setdefault(k, safe_value(v))
+    return alert
+
+
 # -- renderings -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@ JSON shape `falco -V` prints (`code`, `codedesc`, `message`, `context.locations[
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sensor.engine.loader import FileResult
 
 # Falco's load result codes (userspace/engine/falco_load_result.cpp), with the descriptions it prints.
 CODES: dict[str, str] = {
@@ -118,6 +121,20 @@ class ConfigError(FalconetError):
     """The configuration (file or -o override) is invalid; names the key and where it was set."""
 
     exit_code = 3
+
+
+class RulesLoadError(FalconetError):
+    """Rule files that do not load (sensor.engine.load_rules): every error with its file, line and
+    item, the warnings, and the per-file results `rules validate` prints. Its text is one line per
+    error."""
+
+    exit_code = 1     # what `falco -V` exits with for rules that do not load
+
+    def __init__(self, errors: list[Diagnostic], warnings: list[Diagnostic], results: list[FileResult]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+        self.warnings = warnings
+        self.results = results
 
 
 class UnavailableError(FalconetError):

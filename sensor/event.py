@@ -100,6 +100,7 @@ class Container:
     image_digest: str | None = None
     privileged: bool | None = None
     mounts: list[dict[str, Any]] | None = None   # [{"source","dest","mode","rdwr","propagation"}]
+    labels: dict[str, str] | None = None    # the runtime's labels of the container
     start_ts: int | None = None             # ns since epoch
     pod_uid: str | None = None
     pod_name: str | None = None

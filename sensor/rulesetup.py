@@ -38,7 +38,6 @@ def load_options(cfg: Config, *, disable: Sequence[str] = (), disable_tags: Sequ
         disable_tags=list(disable_tags),
         enable_tags=list(enable_tags),
         append_output=list(cfg.get("append_output", []) or []),
-        static_fields=dict(cfg.get("static_fields", {}) or {}),
         hostname=cfg.hostname(),
     )
 

@@ -2,126 +2,205 @@
 
 GET <k8s_healthz_endpoint> answers 200 `{"status": "ok"}` while the engine loop is going round,
 503 otherwise; GET /metrics answers the Prometheus exposition (sensor/metrics.py) when
-`prometheus_metrics_enabled`. It runs on its own daemon threads and reads counters only.
+`prometheus_metrics_enabled`. It reads counters only.
+
+Whoever can reach the port can ask, so (issue 14, finding 7): it listens on loopback unless told
+otherwise; a request is read by sensor/httpserver (a 16 KiB head, a deadline for the whole
+request, a cap on connections in all and per client, the TLS handshake on the connection's own
+thread, so one silent client cannot freeze the health check); one request per connection; a
+client that goes away is not an error. /metrics tells which rules fired
+(falcosecurity_falco_rules_matches_total{rule_name}): with `webserver.token` set it answers only
+requests that carry it; without a token the rule names are summed away, so an unauthenticated
+reader learns how many alerts of each priority and source there were, not which rules noticed what.
+/healthz needs no token (kubelet probes carry none).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import Metric
 
-from sensor.config import Key
+from sensor.config import Key, parse_duration
 from sensor.errors import ConfigError, UnavailableError
+from sensor.httpserver import http1
+from sensor.httpserver.listener import Listener
+from sensor.metrics import exposition
 
 log = logging.getLogger("falconet")
+SERVER = "falconet"
 
 CONFIG_KEYS: tuple[Key, ...] = (
     Key("webserver.enabled", bool, True, "Serve the health check and /metrics over HTTP."),
-    Key("webserver.listen_address", str, "0.0.0.0", "Address to listen on."),
+    Key("webserver.listen_address", str, "127.0.0.1",
+        "Address to listen on: loopback by default; 0.0.0.0 for kubelet probes or a Prometheus "
+        "elsewhere (then set webserver.token to keep per-rule metrics private)."),
     Key("webserver.listen_port", int, 8765, "Port to listen on (0: any free port)."),
     Key("webserver.k8s_healthz_endpoint", str, "/healthz", "Path of the health check."),
     Key("webserver.prometheus_metrics_enabled", bool, True, "Serve Prometheus metrics on /metrics."),
+    Key("webserver.token", str, "",
+        "Bearer token /metrics requires (Prometheus: authorization.credentials); empty: /metrics is "
+        "open, without per-rule labels. The health check never needs it."),
+    Key("webserver.max_connections", int, 32, "Concurrent connections; more are closed at once."),
+    Key("webserver.request_timeout", str, "5s",
+        "Time a client has to send its whole request (TLS handshake included).", check=parse_duration),
     Key("webserver.ssl_enabled", bool, False, "Serve HTTPS instead of HTTP."),
     Key("webserver.ssl_certificate", str, "/etc/falconet/falconet.pem",
         "PEM file holding the server's certificate and its private key (for ssl_enabled)."),
 )
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        srv = self.server.owner
-        if path == srv.healthz:
-            ok = srv.healthy()
-            self._answer(200 if ok else 503, "application/json",
-                         json.dumps({"status": "ok" if ok else "unhealthy"}).encode())
-        elif path == "/metrics" and srv.collector is not None:
-            from sensor.metrics import exposition
-
-            self._answer(200, CONTENT_TYPE_LATEST, exposition(srv.collector))
-        else:
-            self._answer(404, "text/plain; charset=utf-8", b"not found\n")
-
-    def _answer(self, status: int, ctype: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("webserver: %s %s", self.address_string(), fmt % args)
+PER_CLIENT_SHARE = 4        # one address may hold at most a quarter of the slots
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: WebServer
+class WithoutRuleNames:
+    """A collector that reads another and sums away its `rule_name` label (what an
+    unauthenticated scrape may see)."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.collector.collect():
+            if not any("rule_name" in s.labels for s in family.samples):
+                yield family
+                continue
+            summed: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for s in family.samples:
+                key = (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "rule_name")))
+                summed[key] = summed.get(key, 0.0) + s.value
+            out = Metric(family.name, family.documentation, family.type)
+            for (name, labels), value in summed.items():
+                out.add_sample(name, dict(labels), value)
+            yield out
 
 
 class WebServer:
     """/healthz and /metrics on one port; `start()` binds (UnavailableError when it cannot)."""
 
     def __init__(self, address: str, port: int, *, healthy: Callable[[], bool], collector: Any = None,
-                 healthz: str = "/healthz", tls_certificate: str = "") -> None:
+                 healthz: str = "/healthz", tls_certificate: str = "", token: str = "",
+                 max_connections: int = 32, request_timeout: float = 5.0) -> None:
         self.address = address
         self.requested_port = port
         self.healthy = healthy
         self.collector = collector
         self.healthz = healthz
         self.tls_certificate = tls_certificate
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.token = token.encode() if token else None
+        self.max_connections = max_connections
+        self.request_timeout = request_timeout
+        self._listener: Listener | None = None
+        self._counts: dict[str, int] = dict.fromkeys(
+            ("requests", "unauthorized", "bad_requests", "timeouts", "refused_connections",
+             "refused_per_client", "tls_errors"), 0)
+        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: Any, *, healthy: Callable[[], bool], collector: Any) -> WebServer:
+        for key in ("webserver.max_connections",):
+            if cfg.get(key) <= 0:
+                raise ConfigError(f"{key}: must be greater than 0, got {cfg.get(key)!r}",
+                                  hint=f"set in {cfg.origin(key)}")
         return cls(cfg.get("webserver.listen_address"), cfg.get("webserver.listen_port"), healthy=healthy,
                    collector=collector if cfg.get("webserver.prometheus_metrics_enabled") else None,
                    healthz=cfg.get("webserver.k8s_healthz_endpoint"),
                    tls_certificate=cfg.get("webserver.ssl_certificate") if cfg.get("webserver.ssl_enabled")
-                   else "")
+                   else "", token=cfg.get("webserver.token") or "",
+                   max_connections=cfg.get("webserver.max_connections"),
+                   request_timeout=cfg.duration("webserver.request_timeout"))
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with listen_port 0)."""
-        return self._server.server_address[1] if self._server else self.requested_port
+        return self._listener.address[1] if self._listener else self.requested_port
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + 1
 
     def start(self) -> WebServer:
+        context = None
+        if self.tls_certificate:
+            try:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(self.tls_certificate)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(f"webserver.ssl_certificate {self.tls_certificate}: {e}",
+                                  hint="a PEM file with the certificate and its private key") from e
         try:
-            server = _Server((self.address, self.requested_port), _Handler)
+            self._listener = Listener(
+                self.address, self.requested_port, context, serve=self._serve, count=self._count,
+                name="webserver", max_connections=self.max_connections,
+                per_client=max(1, self.max_connections // PER_CLIENT_SHARE), request_timeout=self.request_timeout)
         except OSError as e:
             raise UnavailableError(f"webserver: cannot listen on {self.address}:{self.requested_port}: "
                                    f"{e.strerror}", hint="set webserver.listen_port, or "
                                    "webserver.enabled=false") from e
-        if self.tls_certificate:
-            try:
-                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                ctx.load_cert_chain(self.tls_certificate)
-            except (OSError, ssl.SSLError) as e:
-                server.server_close()
-                raise ConfigError(f"webserver.ssl_certificate {self.tls_certificate}: {e}",
-                                  hint="a PEM file with the certificate and its private key") from e
-            server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        server.owner = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="webserver", daemon=True)
-        self._thread.start()
-        log.info("webserver: listening on %s://%s:%d", "https" if self.tls_certificate else "http",
-                 self.address, self.port)
+        self._listener.start()
+        log.info("webserver: listening on %s://%s:%d", "https" if context else "http", self.address, self.port)
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+
+    def _serve(self, sock: Any, client: str) -> None:
+        """One request, one answer, then the connection closes."""
+        rfile = sock.makefile("rb")
+        try:
+            try:
+                req = http1.read_request(rfile)
+            except http1.HttpError as e:
+                self._count("bad_requests")
+                sock.sendall(http1.response(e.code, {"status": "error", "reason": e.reason}, close=True,
+                                            server=SERVER))
+                return
+            except http1.Incomplete:
+                return
+            if req is None:
+                return
+            self._count("requests")
+            sock.sendall(self._answer(req))
+        finally:
+            rfile.close()
+
+    def _answer(self, req: http1.Request) -> bytes:
+        head = req.method == "HEAD"
+        if req.method not in ("GET", "HEAD"):
+            return http1.response(405, {"status": "error", "reason": f"{req.method} is not allowed"},
+                                  {"Allow": "GET, HEAD"}, close=True, server=SERVER)
+        if req.path == self.healthz:
+            ok = self.healthy()
+            return http1.response(200 if ok else 503, json.dumps({"status": "ok" if ok else "unhealthy"}).encode(),
+                                  close=True, server=SERVER, head_only=head)
+        if req.path == "/metrics" and self.collector is not None:
+            if self.token is not None and not self._authorized(req):
+                self._count("unauthorized")
+                return http1.response(401, {"status": "error", "reason": "a bearer token is required "
+                                                                           "(webserver.token)"},
+                                      {"WWW-Authenticate": 'Bearer realm="falconet"'}, close=True, server=SERVER)
+            collector = self.collector if self.token is not None else WithoutRuleNames(self.collector)
+            return http1.response(200, exposition(collector), close=True, server=SERVER,
+                                  content_type=CONTENT_TYPE_LATEST, head_only=head)
+        return http1.response(404, b"not found\n", close=True, server=SERVER,
+                              content_type="text/plain; charset=utf-8", head_only=head)
+
+    def _authorized(self, req: http1.Request) -> bool:
+        scheme, _, cred = req.headers.get("authorization", "").partition(" ")
+        assert self.token is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(cred.strip().encode("latin-1"), self.token)

@@ -224,7 +224,8 @@ def test_reload_keeps_old_rules_on_error_then_swaps(tmp_path: Path, rules_file: 
 def test_webserver_health_and_metrics(tmp_path: Path, rules_file: Path) -> None:
     src = ListSource([event(1), event(2), event(3, "openat", "cat", **{"fd.name": "/etc/passwd"})], finish=False)
     sensor = Sensor(options(tmp_path, rules_file, "webserver.enabled=true", "webserver.listen_port=0",
-                            "webserver.listen_address=127.0.0.1"), make_sources=lambda c, r: [src])
+                            "webserver.listen_address=127.0.0.1", "webserver.token=scrape"),
+                    make_sources=lambda c, r: [src])
     sensor.start()
     src.drops = 4
     th = threading.Thread(target=sensor.run, kwargs={"install_signals": False})
@@ -234,7 +235,9 @@ def test_webserver_health_and_metrics(tmp_path: Path, rules_file: Path) -> None:
         assert wait_for(lambda: len(alerts_in(tmp_path)) >= 3)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
             assert (r.status, json.loads(r.read())) == (200, {"status": "ok"})
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        # Per-rule metrics need the token (sensor/webserver.py).
+        scrape = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape"})
+        with urllib.request.urlopen(scrape, timeout=10) as r:
             text = r.read().decode()
     finally:
         sensor.stop()

@@ -1,44 +1,53 @@
 """Containers from cgroup ids: which container a process is in, and what its runtime says about it.
 
 `bpf_get_current_cgroup_id()` is the inode number of the task's cgroup v2 directory. The path of
-that directory tells the runtime and the container id by its layout (../shared/notes/ebpf.md):
-`docker-<64hex>.scope`, `docker/<64hex>`, `cri-containerd-<64hex>.scope`, `crio-<64hex>.scope`,
-`libpod-<64hex>.scope`, and `kubepods…pod<uid>…` parents for the pod UID. A path with none of them
-is the host, whatever cgroup it is in (shells here live in /process_api/<id>, not in /).
+that directory tells the runtime and the container id by its layout (one table, LAYOUTS, below);
+a path with none of them is the host, whatever cgroup it is in (shells here live in
+/process_api/<id>, not in /). On a hybrid host (cgroup v1 controllers, v2 at
+/sys/fs/cgroup/unified) runc places the container in a v2 cgroup of the same path as in v1.
 
-Name, image, privileged and mounts come from the runtime's API when its socket answers: Docker's
-Engine API (which Podman also serves), or CRI-O's inspect endpoint on crio.sock; otherwise they
-stay None and print as <NA>. Pod name and namespace come from the runtime's Kubernetes labels;
-from a kubepods cgroup alone only the pod UID is known. containerd speaks only gRPC (CRI) and is
-not asked.
+Name, image, privileged, mounts and labels come from the runtime's API when its socket answers
+(runtimes.py); otherwise they stay None and print as <NA>. From a kubepods cgroup alone only the
+pod UID is known. containerd speaks only gRPC and is not asked: its containers are known by id.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import re
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
+from sensor.capture.runtimes import RuntimeClient
 from sensor.event import HOST, Container
 
 _HEX64 = r"([0-9a-f]{64})"
-# (compiled pattern on one path component, runtime type); first match from the leaf upwards wins.
+# Leaf names that carry a container id: (pattern on one path component, runtime type). The path is
+# read from the leaf upwards, so a process in a cgroup nested below the container's (systemd's
+# libpod-<id>.scope/container, a payload's own init.scope) belongs to that container.
 LAYOUTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Docker, systemd driver: system.slice/docker-<id>.scope
     (re.compile(rf"^docker-{_HEX64}\.scope$"), "docker"),
+    # containerd's CRI plugin, systemd driver: kubepods…slice/cri-containerd-<id>.scope
     (re.compile(rf"^cri-containerd-{_HEX64}\.scope$"), "containerd"),
-    (re.compile(rf"^crio-{_HEX64}\.scope$"), "cri-o"),
-    (re.compile(rf"^libpod-{_HEX64}\.scope$"), "podman"),
+    # CRI-O: crio-<id>.scope (systemd driver), crio-<id> (cgroupfs driver). crio-conmon-<id> is
+    # CRI-O's monitor, a host process.
+    (re.compile(rf"^crio-{_HEX64}(?:\.scope)?$"), "cri-o"),
+    # Podman: machine.slice/libpod-<id>.scope (systemd driver), libpod_parent/libpod-<id>
+    # (cgroupfs driver, run here), libpod_parent/<pod id>/libpod-<id> (a container of a pod,
+    # run here), <--cgroup-parent>/libpod-<id>. libpod-conmon-<id>.scope is the host's conmon.
+    (re.compile(rf"^libpod-{_HEX64}(?:\.scope)?$"), "podman"),
+    # nerdctl (containerd), systemd driver.
     (re.compile(rf"^nerdctl-{_HEX64}\.scope$"), "containerd"),
 )
-# cgroupfs driver: the id is a bare directory under a runtime parent.
-_PARENTS = {"docker": "docker", "libpod_parent": "podman", "kubepods": None, "default": "containerd"}
+# The cgroupfs drivers that name a container's cgroup by its bare id, under a parent of theirs:
+# Docker (docker/<id>), containerd's ctr and its default OCI spec (/<namespace>/<id>, for the
+# namespaces `ctr` and the CRI plugin use; run here), and the kubelet (kubepods/…/pod<uid>/<id>).
+# A bare id under libpod_parent is a Podman pod's cgroup, not a container's.
+_BARE_PARENTS = {"docker": "docker"}
+_CONTAINERD_NAMESPACES = ("default", "k8s.io")
 _BARE = re.compile(rf"^{_HEX64}$")
 _POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 
@@ -80,149 +89,21 @@ def parse_cgroup_path(path: str) -> Parsed:
             if m:
                 return Parsed(runtime, m.group(1), pod)
         if _BARE.match(part):
-            parent_runtime = None
-            for anc in parts[:i]:
-                if anc in _PARENTS:
-                    parent_runtime = _PARENTS[anc] or parent_runtime
-            if pod or parent_runtime:
-                return Parsed(parent_runtime or ("containerd" if pod else None), part, pod)
+            runtime = _bare_id_runtime(parts[:i], pod)
+            if runtime is not None:
+                return Parsed(runtime, part, pod)
     return Parsed(None, None, pod)
 
 
-class RuntimeClient:
-    """A container runtime's HTTP API over a Unix socket, by the socket's name: CRI-O's inspect
-    endpoint (`GET /containers/<id>`) on `crio.sock`, Docker's Engine API (`GET
-    /containers/<id>/json`, which Podman serves too) on any other."""
-
-    def __init__(self, socket_path: str, timeout: float = 0.5) -> None:
-        self.socket_path = socket_path
-        self.timeout = timeout
-        self.api = "cri-o" if os.path.basename(socket_path) == "crio.sock" else "docker"
-
-    def knows(self, c: Container) -> bool:
-        """Whether this runtime can know the container: CRI-O only its own, Docker's API the rest."""
-        return (c.type == "cri-o") == (self.api == "cri-o")
-
-    def inspect(self, full_id: str) -> dict | None:
-        """The container's inspect document, or None when the socket does not answer."""
-        if not os.path.exists(self.socket_path):
-            return None
-        path = f"/containers/{full_id}" if self.api == "cri-o" else f"/containers/{full_id}/json"
-        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
-        try:
-            conn.request("GET", path, headers={"Host": "localhost"})
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                return None
-            return json.loads(body)
-        except (OSError, http.client.HTTPException, ValueError):
-            return None
-        finally:
-            conn.close()
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
-
-
-def apply_inspect(c: Container, doc: dict) -> None:
-    """Fill a Container from a Docker/Podman inspect document."""
-    cfg = doc.get("Config") or {}
-    host_cfg = doc.get("HostConfig") or {}
-    name = doc.get("Name") or ""
-    c.name = name.lstrip("/") or None
-    image = cfg.get("Image") or None
-    c.image = image
-    if image:
-        repo, tag, digest = split_image(image)
-        c.image_repository, c.image_tag = repo, tag
-        c.image_digest = digest
-    img_id = doc.get("Image") or ""
-    if img_id.startswith("sha256:") and not c.image_digest:
-        c.image_digest = img_id
-    if "Privileged" in host_cfg:
-        c.privileged = bool(host_cfg["Privileged"])
-    mounts = []
-    for m in doc.get("Mounts") or []:
-        mounts.append({"source": m.get("Source", ""), "dest": m.get("Destination", ""),
-                       "mode": m.get("Mode", ""), "rdwr": bool(m.get("RW", False)),
-                       "propagation": m.get("Propagation", "")})
-    c.mounts = mounts
-    started = (doc.get("State") or {}).get("StartedAt")
-    if started:
-        c.start_ts = _parse_time_ns(started)
-    _pod_from_labels(c, cfg.get("Labels") or {})
-
-
-def _pod_from_labels(c: Container, labels: dict) -> None:
-    # The kubelet's labels on every container it starts, whatever the runtime.
-    c.pod_name = labels.get("io.kubernetes.pod.name") or c.pod_name
-    c.pod_namespace = labels.get("io.kubernetes.pod.namespace") or c.pod_namespace
-    c.pod_uid = labels.get("io.kubernetes.pod.uid") or c.pod_uid
-
-
-def apply_crio_info(c: Container, doc: dict) -> None:
-    """Fill a Container from CRI-O's ContainerInfo (`GET /containers/<id>` on crio.sock).
-
-    Its `name` is CRI-O's own (k8s_<container>_<pod>_<namespace>_<uid>_<attempt>); the Kubernetes
-    container name is a label, as Falco reports it. The image the pod asked for is the
-    io.kubernetes.cri-o.ImageName annotation; `image` is only some name of the image id. Mounts are
-    the io.kubernetes.cri-o.Volumes annotation (a JSON list). CRI-O does not say whether the
-    container is privileged: that stays unknown.
-    """
-    labels = doc.get("labels") or {}
-    notes = {**(doc.get("annotations") or {}), **(doc.get("crio_annotations") or {})}
-    c.name = labels.get("io.kubernetes.container.name") or doc.get("name") or None
-    image = notes.get("io.kubernetes.cri-o.ImageName") or doc.get("image") or None
-    c.image = image
-    if image:
-        c.image_repository, c.image_tag, c.image_digest = split_image(image)
-    ref = doc.get("image_ref") or ""
-    if not c.image_digest and ref.startswith("sha256:"):
-        c.image_digest = ref
-    try:
-        volumes = json.loads(notes.get("io.kubernetes.cri-o.Volumes") or "[]")
-    except ValueError:
-        volumes = []
-    c.mounts = [{"source": v.get("host_path", ""), "dest": v.get("container_path", ""), "mode": "",
-                 "rdwr": not v.get("readonly", False), "propagation": ""}
-                for v in volumes if isinstance(v, dict)]
-    created = doc.get("created_time")
-    if isinstance(created, int) and created > 0:
-        c.start_ts = created
-    _pod_from_labels(c, labels)
-
-
-def split_image(image: str) -> tuple[str, str | None, str | None]:
-    """`registry:5000/ns/app:1.2@sha256:..` -> (repository, tag, digest); tag None when absent."""
-    digest = None
-    if "@" in image:
-        image, digest = image.split("@", 1)
-    tag = None
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        image, tag = image.rsplit(":", 1)
-    return image, tag, digest
-
-
-def _parse_time_ns(text: str) -> int | None:
-    # RFC 3339 with nanoseconds, e.g. 2024-05-01T10:00:00.123456789Z
-    try:
-        main, _, frac = text.rstrip("Z").partition(".")
-        secs = datetime.fromisoformat(main + "+00:00").timestamp()
-        nanos = int((frac + "000000000")[:9]) if frac else 0
-        return int(secs) * 1_000_000_000 + nanos
-    except ValueError:
-        return None
+def _bare_id_runtime(parents: list[str], pod: str | None) -> str | None:
+    # The runtime of a cgroup named by a bare id, from its parents; None when it is no container's.
+    if parents and parents[-1] in _BARE_PARENTS:
+        return _BARE_PARENTS[parents[-1]]
+    if pod is not None:
+        return "containerd"        # the kubelet's cgroupfs layout: CRI runtimes other than CRI-O
+    if len(parents) == 1 and parents[0] in _CONTAINERD_NAMESPACES:
+        return "containerd"
+    return None
 
 
 class ContainerResolver:
@@ -339,9 +220,5 @@ class ContainerResolver:
             return
         self._lookups[c.full_id] = now
         for client in self.clients:
-            if not client.knows(c):
-                continue
-            doc = client.inspect(c.full_id)
-            if doc is not None:
-                (apply_crio_info if client.api == "cri-o" else apply_inspect)(c, doc)
+            if client.knows(c) and client.describe(c):
                 return

@@ -8,6 +8,7 @@ import click
 import yaml
 
 from sensor import config as config_mod
+from sensor.credentials import redact
 
 
 @click.command("config")
@@ -19,7 +20,8 @@ from sensor import config as config_mod
 @click.pass_context
 def config(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], show_default: bool,
            list_keys: bool) -> None:
-    """Show the effective configuration (each key with where it was set), or the keys themselves."""
+    """Show the effective configuration (each key with where it was set; secrets such as passwords,
+    tokens and shared keys shown as <redacted>), or the keys themselves."""
     if show_default:
         click.echo(config_mod.default_yaml(), nl=False)
         return
@@ -33,7 +35,7 @@ def config(ctx: click.Context, config_path: str | None, overrides: tuple[str, ..
     cfg = config_mod.load(config_path or root.get("config_path"), [*root.get("overrides", []), *overrides])
     click.echo(f"# {cfg.path or 'no configuration file: defaults'}")
     for key in config_mod.schema():
-        click.echo(f"{key}: {_scalar(cfg.get(key))}  # {cfg.origin(key)}")
+        click.echo(f"{key}: {_scalar(redact(cfg.get(key), key))}  # {cfg.origin(key)}")
 
 
 def _scalar(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from sensor import config as config_mod
-from sensor.alert import Alert
+from sensor.alert import Alert, add_static_fields
 from sensor.engine.loader import RulesLoadError
 from sensor.errors import ConfigError
 from sensor.outputs.render import Renderer
@@ -28,9 +28,10 @@ from sensor.status import Exit
 def _printer(cfg: config_mod.Config) -> Any:
     render = Renderer(cfg).render
     out = sys.stdout
+    static = dict(cfg.get("static_fields") or {})
 
     def emit(alert: Alert) -> None:
-        out.write(render(alert) + "\n")
+        out.write(render(add_static_fields(alert, static)) + "\n")
 
     return emit
 

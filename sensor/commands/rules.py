@@ -71,6 +71,8 @@ def _print_results(results: list[FileResult], as_json: bool, describe: dict[str,
             click.echo(f"  error: {d}")
         for d in r.warnings:
             click.echo(f"  warning: {d}")
+        for w in r.schema_warnings:
+            click.echo(f"  schema warning: {w}")
 
 
 def validate_files(obj: dict[str, Any], files: list[str], describe: bool = False, as_json: bool = False) -> int:

@@ -82,6 +82,15 @@ class Transform(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Call(Node):
+    """A transformer over several operands (libs 0.25): `join(SEP, (a, b))` has args (Value(SEP), a, b),
+    `concat(a, "x", b)` its items (literals as Value), `getopt(proc.args, "nt:")` (field, Value)."""
+
+    op: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Value(Node):
     """A literal on the right-hand side (quotes removed, escapes resolved)."""
 
@@ -106,6 +115,7 @@ class BinaryCheck(Node):
     left: Node
     op: str
     right: Node                  # Value, ListValue, Transform (incl. val), or a list name (Value)
+    modifier: str | None = None  # oneof, anyof, allof: `op` applies to each item of the list `right`
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +174,11 @@ def to_text(node: Node) -> str:
         return node.text()
     if isinstance(node, Transform):
         return f"{node.op}({to_text(node.item)})"
+    if isinstance(node, Call):
+        args = [quote(a.text, force=True) if isinstance(a, Value) else to_text(a) for a in node.args]
+        if node.op == "join":
+            return f"join({args[0]}, ({', '.join(args[1:])}))"
+        return f"{node.op}({', '.join(args)})"
     if isinstance(node, Value):
         return quote(node.text)
     if isinstance(node, ListValue):
@@ -171,7 +186,8 @@ def to_text(node: Node) -> str:
     if isinstance(node, UnaryCheck):
         return f"{to_text(node.left)} {node.op}"
     if isinstance(node, BinaryCheck):
-        return f"{to_text(node.left)} {node.op} {to_text(node.right)}"
+        op = f"{node.op} {node.modifier}" if node.modifier else node.op
+        return f"{to_text(node.left)} {op} {to_text(node.right)}"
     if isinstance(node, Const):
         return "true" if node.value else "false"
     raise TypeError(node)

@@ -1,463 +1,466 @@
-"""AST → Python expression source, with constants in a namespace (sqlglot's generator style).
+"""AST → one Python function that evaluates a list of conditions, compiled once (sqlglot's style:
+handlers dispatched from tables, source generated as text and `compile()`d once).
+
+Rules are data, so nothing a rule contains ever becomes source text. The generator writes only
+names it makes up and operators it chooses: every value a condition holds (a string, a set of
+values, a compiled regex, the argument of a field) is a constant in the function's namespace
+(`_k3`), and every field is read through the accessor of the event's class (access.py) as
+`_x2(_s, _a2)`. The same compiled code serves live, recorded and any other events.
 
 The generator type-checks as it goes: an unknown field, an operator the field's type does not
-support, or a value that does not convert is a CompileError with the check's position. The text it
-produces reads fields through one of two accessors, chosen by the event kind the function is built
-for: `_get(key)` (a recorded event's dict) or `_xN(e, arg)` (a structured event's extractor).
-Semantics (Falco's): a field with no value makes every comparison on it false, `!=` included.
+support or a value that does not convert raises a CompileError of the matching Problem, with the
+position of the check. Semantics are Falco's: a field with no value makes every comparison on it
+false, `!=` included.
+
+Each field is read at most once per call. At every read the generator knows whether the field was
+surely read before on every path to it (then it is a local), never read before (then the read is
+stored in the local), or perhaps read (then the local is tested against the `_U` marker first).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 from sensor.engine import ast
+from sensor.engine.access import Access, bindings
 from sensor.engine.fields import resolve
-from sensor.engine.fields.base import IP_TYPES, NUMERIC_TYPES, Field
-from sensor.engine.passes import CompileError
+from sensor.engine.fields.base import Field
+from sensor.engine.operators import (
+    OPS_BY_KIND,
+    RUNTIME,
+    STRING_TRANSFORMERS,
+    TRANSFORMS,
+    convert,
+    convert_net,
+    glob_regex,
+    is_textual,
+    kind_of,
+    length,
+)
+from sensor.engine.passes import CompileError, Problem
 from sensor.event import field_key
 
-STRING_OPS = frozenset({"contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith", "glob",
-                        "iglob", "regex", "pmatch"})
-ORDER_OPS = frozenset({"<", "<=", ">", ">="})
-STRING_TRANSFORMERS = frozenset({"tolower", "toupper", "b64", "basename"})
+UNREAD = object()   # `_U`: a cached field that this call has not read yet
+
+LIST_ITEM_OPS = frozenset({"in", "intersects", "pmatch"})
 
 
-# -- runtime helpers the generated code calls -----------------------------------------------------
+# -- the compiled result --------------------------------------------------------------------------
 
-def _any(fn: Callable[[Any], bool], v: Any) -> bool:
-    if isinstance(v, (list, tuple)):
-        return any(fn(x) for x in v if x is not None)
-    return fn(v)
+@dataclass(frozen=True, slots=True)
+class FieldUse:
+    """One distinct field (with its argument) that a function reads: `_xN(_s, _aN)`, kept in `_fN`."""
 
-
-def _all(fn: Callable[[Any], bool], v: Any) -> bool:
-    if isinstance(v, (list, tuple)):
-        return bool(v) and all(x is not None and fn(x) for x in v)
-    return fn(v)
+    n: int
+    field: Field
+    arg: str | None
 
 
-def _bytes(v: Any) -> bytes:
-    return v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogateescape")
+class Program:
+    """A generated function `_match(e) -> tuple of indexes`, compiled once; `bind` makes the
+    callable for one kind of event and one ruleset's context values (evt.hostname) by filling a
+    namespace (no generation, cannot fail)."""
+
+    __slots__ = ("code", "consts", "reads", "source")
+
+    def __init__(self, source: str, consts: dict[str, Any], reads: Sequence[FieldUse], name: str) -> None:
+        self.source = source
+        self.consts = consts
+        self.reads = tuple(reads)
+        try:
+            self.code: CodeType = compile(source, name, "exec")
+        except (SyntaxError, RecursionError, MemoryError, ValueError) as e:
+            # The limits in passes.py keep generated code well inside Python's; should one still be
+            # crossed, the condition is refused at load time rather than failing at run time.
+            raise CompileError(f"condition is too complex to compile ({type(e).__name__}: {e})",
+                               kind=Problem.TOO_DEEP) from None
+
+    def bind(self, access: Access, context: Mapping[str, Any]) -> Callable[[Any], Any]:
+        ns = dict(RUNTIME)
+        ns.update(self.consts)
+        ns.update(bindings(access, self.reads, context))
+        ns["_U"] = UNREAD
+        exec(self.code, ns)
+        return ns["_match"]  # type: ignore[no-any-return]
 
 
-def _b64(v: Any) -> str | None:
-    try:
-        return base64.b64decode(_bytes(v), validate=True).decode("utf-8", "surrogateescape")
-    except (binascii.Error, ValueError):
-        return None
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """A generated left-hand side: its expression and what kind of value it yields."""
 
-
-def _basename(v: Any) -> str:
-    s = str(v)
-    return s[s.rfind("/") + 1:] if "/" in s else s
-
-
-def _len(v: Any) -> int:
-    return len(v) if isinstance(v, (list, tuple, str, bytes)) else len(str(v))
-
-
-def _map(fn: Callable[[Any], Any], v: Any) -> Any:
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)):
-        out = [y for y in (fn(x) for x in v if x is not None) if y is not None]
-        return out or None
-    return fn(v)
-
-
-def _tolower(v: Any) -> str:
-    return str(v).lower()
-
-
-def _toupper(v: Any) -> str:
-    return str(v).upper()
-
-
-def _pmatch(prefixes: tuple[str, ...], v: Any) -> bool:
-    """Falco's path-prefix match: `v` is one of the paths or lies below one of them."""
-    s = str(v)
-    for p in prefixes:
-        if s == p or (s.startswith(p) and (p.endswith("/") or s[len(p):len(p) + 1] == "/")):
-            return True
-    return False
-
-
-@functools.lru_cache(maxsize=65536)
-def _ip_key(v: str) -> tuple[int, int] | None:
-    """(version, integer) of an address; cached, because parsing dominates network checks."""
-    try:
-        ip = ipaddress.ip_address(v)
-    except ValueError:
-        return None
-    return ip.version, int(ip)
-
-
-def _in_net(nets: tuple[tuple[int, int, int], ...], v: Any) -> bool:
-    """Whether `v` lies in one of `nets`, given as (version, network int, netmask int)."""
-    key = _ip_key(v) if isinstance(v, str) else None
-    if key is None:
-        return False
-    version, n = key
-    for nv, net, mask in nets:
-        if nv == version and n & mask == net:
-            return True
-    return False
-
-
-RUNTIME: dict[str, Any] = {"_any": _any, "_all": _all, "_bytes": _bytes, "_pmatch": _pmatch,
-                           "_in_net": _in_net, "_map": _map}
-_TRANSFORM_FNS = {"tolower": _tolower, "toupper": _toupper, "b64": _b64, "basename": _basename, "len": _len}
-
-
-def glob_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
-    """fnmatch(3) without FNM_PATHNAME, as libsinsp uses it: `*` crosses `/`, `\\` escapes."""
-    out = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            j = i + 1
-            if j < n and pattern[j] in "!^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                if body[:1] in "!^":
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+    text: str
+    type: str
+    multi: bool       # several values, compared one by one (any of them)
+    is_list: bool     # a list field (in/pmatch need every value)
+    either: bool      # fd.ip-like: `!=` means no value equals
 
 
 # -- the generator --------------------------------------------------------------------------------
 
-class FieldUse:
-    """One distinct field reference in a generated function."""
-
-    __slots__ = ("arg", "field", "key", "uses", "var")
-
-    def __init__(self, field: Field, arg: str | None, var: str) -> None:
-        self.field = field
-        self.arg = arg
-        self.key = field_key(field.name, arg)
-        self.var = var
-        self.uses = 0
-
-
 class Codegen:
-    """Generates expressions for one source; constants and field accessors accumulate in `ns`.
+    """Generates one function for one event source; values and reads accumulate as it goes."""
 
-    `mode` is "recorded" (fields read with `_get(key)` from a recorded dict) or "structured"
-    (fields read with their extractor, `_xN(e, arg)`, cached in a local when read twice).
-    """
-
-    def __init__(self, source: str, mode: str = "recorded") -> None:
+    def __init__(self, source: str) -> None:
         self.source = source
-        self.mode = mode
-        self.ns: dict[str, Any] = dict(RUNTIME)
-        self.fields: dict[str, FieldUse] = {}
-        self._consts: dict[Any, str] = {}
+        self.consts: dict[str, Any] = {}
+        self._const_names: dict[tuple[type, Any], str] = {}
+        self.reads: dict[str, FieldUse] = {}
+        self._helpers: list[str] = []
         self._n = 0
+        # Flow state: which fields are surely read at the current point, which perhaps, and which
+        # locals need the `_U` marker set at entry.
+        self._sure: set[str] = set()
+        self._seen: set[str] = set()
+        self._guarded: set[str] = set()
 
-    # names --------------------------------------------------------------------------------------
+    # -- the function -----------------------------------------------------------------------------
+
+    def function(self, checks: Iterable[tuple[int, ast.Node]], first: bool = True,
+                 name: str = "<condition>") -> Program:
+        """`_match(e)` evaluating each (index, condition) in order, returning the indexes that hold:
+        the first one only when `first`, else all of them."""
+        body = []
+        for index, node in checks:
+            text = self.expr(node)
+            if text == "False":
+                continue
+            hit = f"        return ({index},)\n" if first else f"        _r.append({index})\n"
+            body.append(f"    if {text}:\n{hit}")
+        lines = [*self._helpers, "def _match(e):"]
+        if self.reads:
+            lines.append("    _s = e.fields if _recorded else e")
+        if self._guarded:
+            lines.append("    " + " = ".join(self._local(k) for k in sorted(self._guarded)) + " = _U")
+        if not first:
+            lines.append("    _r = []")
+        source = "\n".join(lines) + "\n" + "".join(body) + ("    return ()\n" if first else "    return _r\n")
+        return Program(source, self.consts, list(self.reads.values()), name)
+
+    # -- names ------------------------------------------------------------------------------------
 
     def const(self, value: Any) -> str:
+        """The name under which `value` is in the namespace (equal hashable values share one)."""
         try:
-            key = (type(value), value)
+            key: tuple[type, Any] | None = (type(value), value)
             hash(key)
         except TypeError:
             key = None
-        if key is not None and key in self._consts:
-            return self._consts[key]
+        if key is not None and key in self._const_names:
+            return self._const_names[key]
         self._n += 1
         name = f"_k{self._n}"
-        self.ns[name] = value
+        self.consts[name] = value
         if key is not None:
-            self._consts[key] = name
+            self._const_names[key] = name
         return name
 
-    def _tmp(self) -> str:
+    def _lambda(self, param: str, test: str) -> str:
+        """A one-argument function defined beside `_match` (for tests over each value of a field)."""
         self._n += 1
-        return f"_v{self._n}"
+        name = f"_l{self._n}"
+        self._helpers.append(f"{name} = lambda {param}: {test}")
+        return name
 
-    # fields -------------------------------------------------------------------------------------
+    def _local(self, key: str) -> str:
+        return f"_f{self.reads[key].n}"
+
+    # -- fields -----------------------------------------------------------------------------------
 
     def resolve_field(self, ref: ast.FieldRef) -> tuple[Field, str | None]:
         found = resolve(self.source, ref.name)
         if found is None:
-            raise CompileError(f"filter_check called with nonexistent field {ref.name}", ref.pos)
+            raise CompileError(f"filter_check called with nonexistent field {ref.name}", ref.pos,
+                               Problem.UNKNOWN_FIELD)
         f, dot_arg = found
         arg = ref.arg
         if dot_arg is not None:
             if arg is not None:
-                raise CompileError(f"field '{ref.name}[{arg}]' has two arguments", ref.pos)
+                raise CompileError(f"field '{ref.text()}' has two arguments", ref.pos, Problem.FIELD_ARGUMENT)
             arg = dot_arg
         if arg is None and f.arg_required:
-            raise CompileError(f"field '{f.name}' requires an argument", ref.pos)
+            raise CompileError(f"field '{f.name}' requires an argument", ref.pos, Problem.FIELD_ARGUMENT)
         if arg is not None:
             if f.arg is None:
-                raise CompileError(f"field '{f.name}' does not accept an argument", ref.pos)
+                raise CompileError(f"field '{f.name}' does not accept an argument", ref.pos, Problem.FIELD_ARGUMENT)
             if f.arg == "index" and not arg.isdigit():
-                raise CompileError(f"field '{f.name}' takes a numeric index, not '{arg}'", ref.pos)
+                raise CompileError(f"field '{f.name}' takes a numeric index, not '{arg[:80]}'", ref.pos,
+                                   Problem.FIELD_ARGUMENT)
         return f, arg
 
-    def field_access(self, ref: ast.FieldRef) -> tuple[str, Field, str | None]:
-        f, arg = self.resolve_field(ref)
+    def _read(self, f: Field, arg: str | None) -> str:
+        """The expression reading a field at the current point, cached in its local."""
         key = field_key(f.name, arg)
-        use = self.fields.get(key)
+        use = self.reads.get(key)
         if use is None:
             self._n += 1
-            use = self.fields[key] = FieldUse(f, arg, f"_f{self._n}")
-            if self.mode == "structured":
-                self.ns[f"_x{use.var[2:]}"] = f.extract if f.extract is not None else _none
-        use.uses += 1
-        return f"@{key}@", f, arg
+            use = self.reads[key] = FieldUse(self._n, f, arg)
+        local, call = f"_f{use.n}", f"_x{use.n}(_s, _a{use.n})"
+        if key in self._sure:
+            text = local
+        elif key not in self._seen:
+            text = f"({local} := {call})"
+        else:
+            self._guarded.add(key)
+            text = f"({local} if {local} is not _U else ({local} := {call}))"
+        self._seen.add(key)
+        self._sure.add(key)
+        return text
 
-    def finish(self, expr: str, cache: bool) -> tuple[str, list[str]]:
-        """Replace field placeholders with accessors; return the expression and local inits."""
-        inits: list[str] = []
-
-        def sub(m: re.Match[str]) -> str:
-            use = self.fields[m.group(1)]
-            if self.mode == "recorded":
-                if use.field.arg == "index" and use.arg is not None:
-                    # A recording may hold only the whole list (`proc.aname`); value() indexes it.
-                    return f"e.value({self.const(use.field.name)}, {self.const(use.arg)})"
-                return f"_get({self.const(use.key)})"
-            call = f"_x{use.var[2:]}(e, {self.const(use.arg) if use.arg is not None else 'None'})"
-            if cache and use.uses > 1:
-                return f"({use.var} if {use.var} is not _U else ({use.var} := {call}))"
-            return call
-
-        out = re.sub(r"@([^@]+)@", sub, expr)
-        if cache and self.mode == "structured":
-            inits = [u.var for u in self.fields.values() if u.uses > 1]
-        return out, inits
-
-    # expressions --------------------------------------------------------------------------------
+    # -- boolean structure ------------------------------------------------------------------------
 
     def expr(self, node: ast.Node) -> str:
-        if isinstance(node, ast.And):
-            return "(" + " and ".join(self.expr(c) for c in node.items) + ")"
-        if isinstance(node, ast.Or):
-            return "(" + " or ".join(self.expr(c) for c in node.items) + ")"
-        if isinstance(node, ast.Not):
-            return f"(not {self.expr(node.item)})"
-        if isinstance(node, ast.Const):
-            return "True" if node.value else "False"
-        if isinstance(node, ast.UnaryCheck):
-            acc, _t, _multi, _lst = self.lhs(node.left)
-            return f"({acc} is not None)"
-        if isinstance(node, ast.BinaryCheck):
-            return self.binary(node)
-        if isinstance(node, ast.Ident):
-            raise CompileError(f"Undefined macro '{node.name}' used in filter.", node.pos)
-        raise CompileError(f"unexpected {type(node).__name__} where a check was expected", node.pos)
+        handler = _EXPR.get(type(node))
+        if handler is None:
+            raise CompileError(f"unexpected {type(node).__name__} where a check was expected", node.pos)
+        return handler(self, node)
 
-    def lhs(self, node: ast.Node) -> tuple[str, str, bool, bool]:
-        """Accessor text for a left-hand side: (expression, value type, multi-valued, is_list)."""
+    def _junction(self, node: ast.And | ast.Or, word: str) -> str:
+        # Only the first operand is surely evaluated; later ones see what earlier ones read.
+        parts = [self.expr(node.items[0])]
+        after_first = set(self._sure)
+        parts.extend(self.expr(c) for c in node.items[1:])
+        self._sure = after_first
+        return "(" + f" {word} ".join(parts) + ")"
+
+    def _and(self, node: ast.And) -> str:
+        return self._junction(node, "and")
+
+    def _or(self, node: ast.Or) -> str:
+        return self._junction(node, "or")
+
+    def _not(self, node: ast.Not) -> str:
+        return f"(not {self.expr(node.item)})"
+
+    def _const(self, node: ast.Const) -> str:
+        return "True" if node.value else "False"
+
+    def _ident(self, node: ast.Ident) -> str:
+        raise CompileError(f"Undefined macro '{node.name}' used in filter.", node.pos, Problem.UNDEFINED_MACRO)
+
+    def _unary(self, node: ast.UnaryCheck) -> str:
+        return f"({self.lhs(node.left).text} is not None)"
+
+    # -- left-hand sides --------------------------------------------------------------------------
+
+    def lhs(self, node: ast.Node) -> _Side:
         if isinstance(node, ast.FieldRef):
-            acc, f, arg = self.field_access(node)
+            f, arg = self.resolve_field(node)
             multi = f.is_list or f.multi or (f.arg == "index" and arg is None and not f.arg_required)
-            return acc, f.type, multi, f.is_list
+            return _Side(self._read(f, arg), f.type, multi, f.is_list, f.multi)
+        if isinstance(node, ast.Transform) and node.op == "val" and isinstance(node.item, ast.FieldRef):
+            return self.lhs(node.item)          # val(field) on the left reads the field
+        if isinstance(node, ast.Call):
+            call = _CALLS.get(node.op)
+            if call is None:
+                raise CompileError(f"unknown transformer '{node.op}'", node.pos, Problem.TRANSFORMER)
+            return call(self, node)
         if isinstance(node, ast.Transform):
-            if node.op == "val":
-                raise CompileError("'val' can only be used on the right-hand side of a comparison", node.pos)
-            inner, typ, multi, is_list = self.lhs(node.item)
-            if node.op in STRING_TRANSFORMERS:
-                if typ in NUMERIC_TYPES or typ in IP_TYPES or typ == "BOOL":
-                    raise CompileError(f"transformer '{node.op}' is not supported on fields of type {typ}",
-                                       node.pos)
-                fn = self.const(_TRANSFORM_FNS[node.op])
-                return f"_map({fn}, {inner})", "CHARBUF", multi, is_list
-            if node.op == "len":
-                fn = self.const(_len)
-                if is_list:
-                    return f"(None if {inner} is None else {fn}({inner}))", "UINT64", False, False
-                return f"_map({fn}, {inner})", "UINT64", multi, False
-        raise CompileError("expected a field or a transformer", node.pos)
+            handler = _TRANSFORMERS.get(node.op)
+            if handler is None:
+                raise CompileError(f"'{node.op}' can only be used on the right-hand side of a comparison"
+                                   if node.op == "val" else f"unknown transformer '{node.op}'",
+                                   node.pos, Problem.TRANSFORMER)
+            return handler(self, node, self.lhs(node.item))
+        raise CompileError("expected a field or a transformer", node.pos, Problem.TRANSFORMER)
 
-    def binary(self, n: ast.BinaryCheck) -> str:
-        acc, typ, multi, is_list = self.lhs(n.left)
+    def _string_transform(self, node: ast.Transform, inner: _Side) -> _Side:
+        if not is_textual(inner.type):
+            raise CompileError(f"transformer '{node.op}' is not supported on fields of type {inner.type}",
+                               node.pos, Problem.TRANSFORMER)
+        fn = self.const(TRANSFORMS[node.op])
+        return _Side(f"_map({fn}, {inner.text})", "CHARBUF", inner.multi, inner.is_list, inner.either)
+
+    def _len(self, node: ast.Transform, inner: _Side) -> _Side:
+        fn = self.const(length)
+        if inner.is_list:
+            return _Side(f"_whole({fn}, {inner.text})", "UINT64", False, False, False)
+        return _Side(f"_map({fn}, {inner.text})", "UINT64", inner.multi, False, inner.either)
+
+    def _operand(self, node: ast.Node) -> str:
+        """One operand of join/concat: a field or transformer, or a literal (concat's strings)."""
+        if isinstance(node, ast.Value):
+            return self.const(node.text)
+        return self.lhs(node).text
+
+    def _join(self, node: ast.Call) -> _Side:
+        sep = node.args[0]
+        assert isinstance(sep, ast.Value)
+        items = ", ".join(self._operand(a) for a in node.args[1:])
+        return _Side(f"_join({self.const(sep.text)}, ({items},))", "CHARBUF", False, False, False)
+
+    def _concat(self, node: ast.Call) -> _Side:
+        items = ", ".join(self._operand(a) for a in node.args)
+        return _Side(f"_concat(({items},))", "CHARBUF", False, False, False)
+
+    def _getopt(self, node: ast.Call) -> _Side:
+        args, opts = node.args
+        assert isinstance(opts, ast.Value)
+        inner = self.lhs(args)
+        if not is_textual(inner.type):
+            raise CompileError(f"transformer 'getopt' is not supported on fields of type {inner.type}",
+                               node.pos, Problem.TRANSFORMER)
+        return _Side(f"_getopt({inner.text}, {self.const(opts.text)})", "CHARBUF", True, True, False)
+
+    # -- comparisons ------------------------------------------------------------------------------
+
+    def _binary(self, n: ast.BinaryCheck) -> str:
+        left = self.lhs(n.left)
         op = "=" if n.op == "==" else n.op
-        kind = _kind(typ)
-        self._check_op(op, kind, typ, n)
-        v = self._tmp()
-        if isinstance(n.right, ast.Transform):
-            return self._field_rhs(n, acc, v, op, kind, multi)
-        negate = multi and op == "!=" and self._either(n.left)
-        # fd.ip/fd.net/fd.port hold both sides of a connection: `!=` means neither side equals.
-        test = self._test("=" if negate else op, kind, typ, n.right, v)   # an expression over `v`
-        if multi:
-            lam = self.const(eval(f"lambda {v}: {test}", dict(self.ns)))
-            which = "_all" if is_list and op in ("in", "pmatch") else "_any"
-            return f"(({v} := {acc}) is not None and {'not ' if negate else ''}{which}({lam}, {v}))"
-        return f"(({v} := {acc}) is not None and {test})"
+        kind = kind_of(left.type)
+        if op not in OPS_BY_KIND[kind]:
+            raise CompileError(f"operator '{n.op}' is not supported by field '{ast.to_text(n.left)}' of type "
+                               f"{left.type}", n.pos, Problem.OPERATOR)
+        if n.modifier is not None:
+            return self._modified(n, left, op, kind)
+        if isinstance(n.right, (ast.Transform, ast.Call)):
+            return self._field_rhs(n, left, op)
+        if left.multi:
+            # fd.ip/fd.net/fd.port hold both sides of a connection: `!=` means neither side equals.
+            negate = op == "!=" and left.either
+            lam = self._lambda("_x", self._test("=" if negate else op, kind, left.type, n.right, "_x"))
+            which = "_all" if left.is_list and op in ("in", "pmatch") else "_any"
+            return f"((_v := {left.text}) is not None and {'not ' if negate else ''}{which}({lam}, _v))"
+        if kind != "net" and (op == "=" or op in ("in", "intersects")):
+            # A missing value (None) equals no converted value and is in no set: no test needed.
+            return f"({self._test(op, kind, left.type, n.right, left.text)})"
+        return f"((_v := {left.text}) is not None and {self._test(op, kind, left.type, n.right, '_v')})"
 
-    def _either(self, left: ast.Node) -> bool:
-        ref = ast.field_of(left)
-        return ref is not None and self.resolve_field(ref)[0].multi
+    def _modified(self, n: ast.BinaryCheck, left: _Side, op: str, kind: str) -> str:
+        """`f op anyof|allof|oneof (a, b, ...)`: `f op a or f op b`, `... and ...`, or exactly one."""
+        right = n.right
+        if not isinstance(right, ast.ListValue):
+            raise CompileError(f"modifier '{n.modifier}' expects a list", right.pos, Problem.OPERATOR)
+        items = right.items
+        distinct = len(set(items)) == len(items)
+        if op == "=" and kind != "net" and (n.modifier == "anyof" or (n.modifier == "oneof" and distinct)):
+            body = self._test("in", kind, left.type, right, "_x")
+        else:
+            tests = [self._test(op, kind, left.type, ast.Value(i, pos=right.pos), "_x") for i in items]
+            if n.modifier == "anyof":
+                body = " or ".join(f"({t})" for t in tests) or "False"
+            elif n.modifier == "allof":
+                body = " and ".join(f"({t})" for t in tests) or "True"
+            else:
+                body = f"({' + '.join(f'({t})' for t in tests) or '0'}) == 1"
+        lam = self._lambda("_x", body)
+        if left.multi:
+            which = "_all" if left.is_list and n.modifier == "allof" else "_any"
+            return f"((_v := {left.text}) is not None and {which}({lam}, _v))"
+        return f"((_v := {left.text}) is not None and {lam}(_v))"
 
-    def _check_op(self, op: str, kind: str, typ: str, n: ast.BinaryCheck) -> None:
-        ok = {
-            "num": {"=", "!=", "<", "<=", ">", ">=", "in", "intersects"},
-            "bool": {"=", "!=", "in", "intersects"},
-            "ip": {"=", "!=", "in", "intersects"},
-            "net": {"=", "!=", "in", "intersects"},
-            "str": {"=", "!=", "<", "<=", ">", ">=", "in", "intersects", *STRING_OPS},
-        }[kind]
-        if op not in ok:
-            name = ast.to_text(n.left)
-            raise CompileError(f"operator '{n.op}' is not supported by field '{name}' of type {typ}", n.pos)
-
-    def _field_rhs(self, n: ast.BinaryCheck, acc: str, v: str, op: str, kind: str, multi: bool) -> str:
+    def _field_rhs(self, n: ast.BinaryCheck, left: _Side, op: str) -> str:
+        """A comparison with another field's value: `proc.name = val(proc.pname)`."""
         r = n.right
-        assert isinstance(r, ast.Transform)
-        if r.op == "val":
-            assert isinstance(r.item, ast.FieldRef)
-            racc, _f, _a = self.field_access(r.item)
+        test = _FIELD_TESTS.get(op)
+        if test is None:
+            raise CompileError(f"operator '{n.op}' cannot compare with a field value", n.pos, Problem.OPERATOR)
+        sure = set(self._sure)       # the right side is read only when the left has a value
+        if isinstance(r, ast.Transform) and r.op == "val":
+            if not isinstance(r.item, ast.FieldRef):
+                raise CompileError("'val' takes a field", r.pos, Problem.TRANSFORMER)
+            f, arg = self.resolve_field(r.item)
+            many = f.is_list or f.multi or (f.arg == "index" and arg is None and not f.arg_required)
+            right, right_type = self._read(f, arg), f.type
         else:
-            racc, _t, _m, _l = self.lhs(r)
-        w = self._tmp()
-        pyop = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}.get(op)
-        if pyop:
-            test = f"{v} {pyop} {w}"
-        elif op in ("in", "intersects"):
-            test = f"({v} in {w} if isinstance({w}, (list, tuple)) else {v} == {w})"
-        elif op == "contains":
-            test = f"str({w}) in str({v})"
-        elif op == "icontains":
-            test = f"str({w}).lower() in str({v}).lower()"
-        elif op == "startswith":
-            test = f"str({v}).startswith(str({w}))"
-        elif op == "endswith":
-            test = f"str({v}).endswith(str({w}))"
-        else:
-            raise CompileError(f"operator '{n.op}' cannot compare with a field value", n.pos)
-        if multi:
-            lam = self.const(eval(f"lambda {v}, {w}: {test}", dict(self.ns)))
-            return (f"(({v} := {acc}) is not None and ({w} := {racc}) is not None and "
-                    f"_any(lambda _x: {lam}(_x, {w}), {v}))")
-        return f"(({v} := {acc}) is not None and ({w} := {racc}) is not None and {test})"
+            side = self.lhs(r)
+            right, right_type, many = side.text, side.type, side.multi
+        self._sure = sure
+        if many and op not in ("in", "intersects"):
+            raise CompileError(f"operator '{n.op}' cannot compare with {ast.to_text(r)}, which has several "
+                               "values (use 'in' or 'intersects')", n.pos, Problem.OPERATOR)
+        if kind_of(right_type) != kind_of(left.type):
+            raise CompileError(f"operator '{n.op}' cannot compare {ast.to_text(n.left)} ({left.type}) with "
+                               f"{ast.to_text(r)} ({right_type})", n.pos, Problem.OPERATOR)
+        if left.multi:
+            lam = self._lambda("_x, _w", test("_x", "_w"))
+            return (f"((_v := {left.text}) is not None and (_w := {right}) is not None and "
+                    f"_any(lambda _x: {lam}(_x, _w), _v))")
+        return f"((_v := {left.text}) is not None and (_w := {right}) is not None and {test('_v', '_w')})"
 
     def _test(self, op: str, kind: str, typ: str, right: ast.Node, v: str) -> str:
-        if op in ("in", "intersects", "pmatch"):
-            items = right.items if isinstance(right, ast.ListValue) else (right.text,)  # type: ignore[attr-defined]
+        """A test of the value named `v` against a constant right-hand side."""
+        if op in LIST_ITEM_OPS:
+            items = right.items if isinstance(right, ast.ListValue) else (getattr(right, "text", ""),)
             if op == "pmatch":
                 prefixes = tuple(i.rstrip("/") if len(i) > 1 else i for i in items)
                 return f"_pmatch({self.const(prefixes)}, {v})"
             if kind == "net":
-                nets = tuple(_convert_net(i, right.pos) for i in items)
+                nets = tuple(convert_net(i, right.pos) for i in items)
                 return f"_in_net({self.const(nets)}, {v})"
-            values = frozenset(_convert(i, kind, typ, right.pos) for i in items)
+            values = frozenset(convert(i, kind, typ, right.pos) for i in items)
             return f"{v} in {self.const(values)}"
         if not isinstance(right, ast.Value):
-            raise CompileError(f"operator '{op}' expects a single value, not a list", right.pos)
-        text = right.text
+            raise CompileError(f"operator '{op}' expects a single value, not a list", right.pos, Problem.OPERATOR)
         if kind == "net":
-            net = _convert_net(text, right.pos)
+            net = convert_net(right.text, right.pos)
             return f"{'not ' if op == '!=' else ''}_in_net({self.const((net,))}, {v})"
-        if op in ("=", "!=", "<", "<=", ">", ">="):
-            c = self.const(_convert(text, kind, typ, right.pos))
-            return f"{v} {'==' if op == '=' else op} {c}"
-        if op == "contains":
-            return f"{self.const(text)} in {v}"
-        if op == "icontains":
-            return f"{self.const(text.lower())} in {v}.lower()"
-        if op == "startswith":
-            return f"{v}.startswith({self.const(text)})"
-        if op == "endswith":
-            return f"{v}.endswith({self.const(text)})"
-        if op in ("bcontains", "bstartswith"):
-            try:
-                b = bytes.fromhex(text)
-            except ValueError:
-                raise CompileError(f"'{op}' expects a hex string of bytes, got '{text}'", right.pos) from None
-            if op == "bcontains":
-                return f"{self.const(b)} in _bytes({v})"
-            return f"_bytes({v}).startswith({self.const(b)})"
-        if op in ("glob", "iglob"):
-            rx = glob_regex(text, op == "iglob")
-            return f"{self.const(rx)}.fullmatch({v}) is not None"
-        if op == "regex":
-            try:
-                rx = re.compile(text, re.DOTALL)
-            except re.error as e:
-                raise CompileError(f"invalid regular expression '{text}': {e}", right.pos) from None
-            return f"{self.const(rx)}.fullmatch({v}) is not None"
-        raise CompileError(f"unsupported operator '{op}'", right.pos)
+        return _VALUE_TESTS[op](self, v, right.text, kind, typ, right.pos)
 
 
-def _none(_e: Any, _a: Any) -> None:
-    return None
+# -- handler tables -------------------------------------------------------------------------------
+
+_EXPR: dict[type, Callable[[Codegen, Any], str]] = {
+    ast.And: Codegen._and, ast.Or: Codegen._or, ast.Not: Codegen._not, ast.Const: Codegen._const,
+    ast.UnaryCheck: Codegen._unary, ast.BinaryCheck: Codegen._binary, ast.Ident: Codegen._ident,
+}
+
+_CALLS: dict[str, Callable[[Codegen, ast.Call], _Side]] = {
+    "join": Codegen._join, "concat": Codegen._concat, "getopt": Codegen._getopt,
+}
+
+_TRANSFORMERS: dict[str, Callable[[Codegen, ast.Transform, _Side], _Side]] = {
+    **{name: Codegen._string_transform for name in STRING_TRANSFORMERS},
+    "len": Codegen._len,
+}
 
 
-def _kind(typ: str) -> str:
-    if typ in NUMERIC_TYPES or typ == "DOUBLE":
-        return "num"
-    if typ == "BOOL":
-        return "bool"
-    if typ == "IPNET":
-        return "net"
-    if typ == "IPADDR":
-        return "ip"
-    return "str"
+def _compare(pyop: str) -> Callable[[Codegen, str, str, str, str, ast.Pos], str]:
+    def test(g: Codegen, v: str, text: str, kind: str, typ: str, pos: ast.Pos) -> str:
+        return f"{v} {pyop} {g.const(convert(text, kind, typ, pos))}"
+    return test
 
 
-def _convert(text: str, kind: str, typ: str, pos: ast.Pos) -> Any:
-    if kind == "num":
-        t = text.strip()
-        try:
-            if t.lower().startswith(("0x", "-0x", "+0x")):
-                return int(t, 16)
-            if typ == "DOUBLE" or any(c in t for c in ".eE"):
-                f = float(t)
-                return int(f) if f.is_integer() and typ != "DOUBLE" else f
-            return int(t, 10)
-        except ValueError:
-            raise CompileError(f"'{text}' is not a valid number for a field of type {typ}", pos) from None
-    if kind == "bool":
-        low = text.strip().lower()
-        if low in ("true", "1"):
-            return True
-        if low in ("false", "0"):
-            return False
-        raise CompileError(f"'{text}' is not a valid boolean (true or false)", pos)
-    if kind == "ip":
-        try:
-            return str(ipaddress.ip_address(text.strip()))
-        except ValueError:
-            raise CompileError(f"'{text}' is not a valid IP address", pos) from None
-    return text
-
-
-def _convert_net(text: str, pos: ast.Pos) -> tuple[int, int, int]:
+def _hex_bytes(op: str, text: str, pos: ast.Pos) -> bytes:
     try:
-        net = ipaddress.ip_network(text.strip(), strict=False)
+        return bytes.fromhex(text)
     except ValueError:
-        raise CompileError(f"'{text}' is not a valid IP network", pos) from None
-    return net.version, int(net.network_address), int(net.netmask)
+        raise CompileError(f"'{op}' expects a hex string of bytes, got '{text[:80]}'", pos, Problem.VALUE) from None
 
+
+def _regex(text: str, pos: ast.Pos) -> re.Pattern[str]:
+    try:
+        return re.compile(text, re.DOTALL)
+    except re.error as e:
+        raise CompileError(f"invalid regular expression '{text[:80]}': {e}", pos, Problem.VALUE) from None
+
+
+_VALUE_TESTS: dict[str, Callable[[Codegen, str, str, str, str, ast.Pos], str]] = {
+    "=": _compare("=="), "!=": _compare("!="), "<": _compare("<"), "<=": _compare("<="),
+    ">": _compare(">"), ">=": _compare(">="),
+    "contains": lambda g, v, t, *_: f"{g.const(t)} in {v}",
+    "icontains": lambda g, v, t, *_: f"{g.const(t.lower())} in {v}.lower()",
+    "startswith": lambda g, v, t, *_: f"{v}.startswith({g.const(t)})",
+    "endswith": lambda g, v, t, *_: f"{v}.endswith({g.const(t)})",
+    "bcontains": lambda g, v, t, k, ty, pos: f"{g.const(_hex_bytes('bcontains', t, pos))} in _bytes({v})",
+    "bstartswith": lambda g, v, t, k, ty, pos: f"_bytes({v}).startswith({g.const(_hex_bytes('bstartswith', t, pos))})",
+    "glob": lambda g, v, t, *_: f"{g.const(glob_regex(t))}.fullmatch({v}) is not None",
+    "iglob": lambda g, v, t, *_: f"{g.const(glob_regex(t, True))}.fullmatch({v}) is not None",
+    "regex": lambda g, v, t, k, ty, pos: f"{g.const(_regex(t, pos))}.fullmatch({v}) is not None",
+}
+
+# Comparisons of two values that are both read from the event (`val()` and transformers on the right).
+_FIELD_TESTS: dict[str, Callable[[str, str], str]] = {
+    "=": lambda v, w: f"{v} == {w}", "!=": lambda v, w: f"{v} != {w}",
+    "<": lambda v, w: f"{v} < {w}", "<=": lambda v, w: f"{v} <= {w}",
+    ">": lambda v, w: f"{v} > {w}", ">=": lambda v, w: f"{v} >= {w}",
+    "in": lambda v, w: f"({v} in {w} if isinstance({w}, (list, tuple)) else {v} == {w})",
+    "intersects": lambda v, w: f"({v} in {w} if isinstance({w}, (list, tuple)) else {v} == {w})",
+    "contains": lambda v, w: f"str({w}) in str({v})",
+    "icontains": lambda v, w: f"str({w}).lower() in str({v}).lower()",
+    "startswith": lambda v, w: f"str({v}).startswith(str({w}))",
+    "endswith": lambda v, w: f"str({v}).endswith(str({w}))",
+}

@@ -17,8 +17,7 @@ BUILTIN_PLUGINS = {"container": "0.4.0", "k8saudit": "0.18.0", "json": "0.7.0"}
 
 OVERRIDE_APPEND_KEYS = frozenset({"condition", "output", "desc", "tags", "exceptions"})
 OVERRIDE_REPLACE_KEYS = frozenset({"condition", "output", "desc", "priority", "tags", "exceptions", "enabled",
-                                   "warn_evttypes", "skip-if-unknown-filter", "source", "capture",
-                                   "capture_duration"})
+                                   "warn_evttypes", "skip-if-unknown-filter", "capture", "capture_duration"})
 
 @dataclass
 class ListDef:
@@ -103,9 +102,9 @@ class Collector:
     def _required_engine_version(self, item: Item) -> None:
         want = _semver(item.data["required_engine_version"])
         if want is None:
-            self._err("LOAD_ERR_VALIDATE", "Unable to parse engine version "
-                      f"'{item.data['required_engine_version']}' as a semver string", item,
-                      "required_engine_version")
+            self._err("LOAD_ERR_YAML_VALIDATE", "Unable to parse engine version "
+                      f"'{item.data['required_engine_version']}' as a semver string. Expected \"x.y.z\" semver "
+                      "format.", item, "required_engine_version")
             return
         have = _semver(ENGINE_VERSION)
         assert have is not None
@@ -172,7 +171,7 @@ class Collector:
                 return None
         kind_key = item.kind
         for key in item.data:
-            if key not in (kind_key, "override") and key not in ov:
+            if key not in (kind_key, "override", "source") and key not in ov:
                 self._err("LOAD_ERR_YAML_VALIDATE", f"Key '{key}' is not listed in the 'override' block and "
                           "cannot be used with it", item, key)
                 return None
@@ -211,14 +210,9 @@ class Collector:
                 self._err("LOAD_ERR_VALIDATE", "List has 'append' key or an append override but no list by that "
                           "name already exists", item)
                 return
-            if not values:
-                self._warn("LOAD_APPEND_NO_VALUES", "Overriding/appending list with no values", item)
             prev.items.extend(values)
             return
-        if spec.get("items") == "replace" and prev is None:
-            self._err("LOAD_ERR_VALIDATE", "An replace to 'items' key is requested in override but no list by "
-                      "that name already exists", item)
-            return
+        # `override: {items: replace}` with nothing defined before defines the list, as in Falco.
         if prev is not None:
             prev.items = values
             prev.item = item
@@ -248,10 +242,7 @@ class Collector:
             prev.condition = f"{prev.condition} {cond}"
             prev.appended.append(item)
             return
-        if spec.get("condition") == "replace" and prev is None:
-            self._err("LOAD_ERR_VALIDATE", "An replace to 'condition' key is requested in override but no macro "
-                      "by that name already exists", item)
-            return
+        # `override: {condition: replace}` with nothing defined before defines the macro, as in Falco.
         if prev is not None:
             prev.condition, prev.item, prev.appended = cond, item, []
         else:
@@ -283,6 +274,9 @@ class Collector:
                 self._err("LOAD_ERR_VALIDATE", "An override is requested for rule "
                           f"'{item.name}' but no rule by that name already exists", item, "override")
                 return
+            how = "replaced" if "replace" in spec.values() else "appended to"
+            if not self._same_source(prev, item, f"Rule has been {how} with a different source"):
+                return
             self._apply(prev, item, {k: v for k, v in spec.items()})
             return
         if self._append_flag(item):
@@ -290,7 +284,9 @@ class Collector:
                 self._err("LOAD_ERR_VALIDATE", "Rule has 'append' key but no rule by that name already exists",
                           item)
                 return
-            self._apply(prev, item, {k: "append" for k in keys - {"append"} if k in OVERRIDE_APPEND_KEYS})
+            if not self._same_source(prev, item, "Rule has been appended to with a different source"):
+                return
+            self._apply(prev, item, {k: "append" for k in keys - {"append", "source"} if k in OVERRIDE_APPEND_KEYS})
             return
         for key in ("condition", "output", "desc", "priority"):
             if key not in d:
@@ -299,12 +295,22 @@ class Collector:
         rule = RuleDef(item.name, item)
         if not self._set_fields(rule, item, {k: "replace" for k in keys}):
             return
+        if prev is not None and prev.source != rule.source:
+            self._err("LOAD_ERR_VALIDATE", "Rule has been re-defined with a different source", item)
+            return
         if prev is not None:
             rule.order = prev.order               # a redefined rule keeps its place
         else:
             rule.order = self._order
             self._order += 1
         self.c.rules[item.name] = rule
+
+    def _same_source(self, prev: RuleDef, item: Item, message: str) -> bool:
+        src = item.data.get("source")
+        if src is not None and src != prev.source:
+            self._err("LOAD_ERR_VALIDATE", message, item, "source")
+            return False
+        return True
 
     def _check_bool(self, item: Item, key: str) -> bool:
         if not isinstance(item.data.get(key), bool):
@@ -345,18 +351,29 @@ class Collector:
             if not isinstance(ex, dict) or not ex.get("name"):
                 self._err("LOAD_ERR_YAML_VALIDATE", "Item has no mapping for key 'name'", item, "exceptions")
                 continue
+            if "values" not in ex:
+                self._warn("LOAD_APPEND_NO_VALUES", "Overriding/appending exception with no values", item,
+                           "exceptions")
             old = by_name.get(ex["name"])
             if old is not None:
-                if "fields" in ex or "comps" in ex:
-                    self._err("LOAD_ERR_VALIDATE", f"Can not append exception fields to existing exception "
-                              f"'{ex['name']}', only values", item, "exceptions")
+                if "fields" in ex:
+                    self._err("LOAD_ERR_VALIDATE", "Can not append exception fields to existing exception, only "
+                              "values", item, "exceptions")
+                    continue
+                if "comps" in ex:
+                    self._err("LOAD_ERR_VALIDATE", "Can not append exception comps to existing exception, only "
+                              "values", item, "exceptions")
                     continue
                 old.setdefault("values", [])
                 old["values"] = list(old["values"] or []) + list(ex.get("values") or [])
             else:
                 if "fields" not in ex:
-                    self._err("LOAD_ERR_VALIDATE", f"Rule exception '{ex['name']}' is new and must have "
+                    self._err("LOAD_ERR_VALIDATE", "Rule exception must have fields property with a list of "
                               "fields", item, "exceptions")
+                    continue
+                if not ex.get("values"):
+                    self._err("LOAD_ERR_VALIDATE", "Rule exception must have values property with a list of "
+                              "values", item, "exceptions")
                     continue
                 rule.exceptions.append(dict(ex))
                 by_name[ex["name"]] = rule.exceptions[-1]
@@ -384,7 +401,10 @@ class Collector:
                     self._err("LOAD_ERR_YAML_VALIDATE", "Value of 'source' must be a string", item, key)
                     return False
                 rule.source = val
-            elif key in ("enabled", "skip-if-unknown-filter", "warn_evttypes", "capture"):
+            elif key == "capture":
+                # A non-boolean fails schema validation (reported by the reader) and is ignored.
+                rule.capture = val if isinstance(val, bool) else False
+            elif key in ("enabled", "skip-if-unknown-filter", "warn_evttypes"):
                 if not self._check_bool(item, key):
                     return False
                 setattr(rule, key.replace("-", "_"), val)
@@ -407,6 +427,12 @@ class Collector:
                     if not isinstance(ex, dict) or not ex.get("name"):
                         self._err("LOAD_ERR_YAML_VALIDATE", "Item has no mapping for key 'name'", item, key)
                         return False
+                    if "fields" not in ex:
+                        self._err("LOAD_ERR_YAML_VALIDATE", "Item has no mapping for key 'fields'", item, key)
+                        return False
+                    if how[key] == "replace" and "override" in d and "values" not in ex:
+                        self._warn("LOAD_APPEND_NO_VALUES", "Overriding/appending exception with no values",
+                                   item, key)
                     if ex["name"] in seen:
                         self._warn("LOAD_EXCEPTION_NAME_NOT_UNIQUE", f"Multiple definitions of exception "
                                    f"'{ex['name']}' in the same rule", item, key)
@@ -414,7 +440,11 @@ class Collector:
                     exs.append(dict(ex))
                 rule.exceptions = exs
             elif key == "capture_duration":
-                rule.capture_duration = val if isinstance(val, int) else None
+                if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+                    self._err("LOAD_ERR_YAML_VALIDATE", "Value of 'capture_duration' must be a non-negative "
+                              "integer (milliseconds)", item, key)
+                    return False
+                rule.capture_duration = val
         return True
 
 

@@ -111,11 +111,15 @@ class Output:
         self.fields = [p for p in parts if isinstance(p, OutputField)] + self.extra
         self.static = static or {}
 
-    def render(self, event: Any, static: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def render(self, event: Any, context: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """The text and output_fields for `event`; `context` answers context fields (evt.hostname)."""
         values: dict[str, Any] = {}
         for f in self.fields:
             if f.key not in values:
-                values[f.key] = _jsonable(event.value(f.field, f.arg))
+                if context is not None and f.field in context:
+                    values[f.key] = context[f.field]
+                else:
+                    values[f.key] = _jsonable(event.value(f.field, f.arg))
         out = []
         for p in self.parts:
             if isinstance(p, str):
@@ -124,8 +128,6 @@ class Output:
                 out.append(render_value(values[p.key], p))
         if self.static:
             values.update(self.static)
-        if static:
-            values.update(static)
         return "".join(out), values
 
 
@@ -133,5 +135,5 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, tuple):
         return list(v)
     if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
+        return v.decode("utf-8", "surrogateescape")     # the Alert escapes what is not UTF-8
     return v

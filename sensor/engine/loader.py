@@ -13,7 +13,9 @@ from sensor.engine.collector import Collector, RuleDef
 from sensor.engine.compiler import Compiled, CompiledRule, RuleCompiler
 from sensor.engine.reader import read_file
 from sensor.engine.ruleset import Ruleset
-from sensor.errors import Diagnostic, DiagnosticList, Location
+from sensor.errors import Diagnostic, DiagnosticList, Location, RulesLoadError
+
+__all__ = ["FileResult", "LoadOptions", "RulesLoadError", "expand_paths", "load_rules"]
 
 
 @dataclass
@@ -27,7 +29,6 @@ class LoadOptions:
     disable_tags: list[str] = field(default_factory=list)           # -T
     enable_tags: list[str] = field(default_factory=list)            # -t: only rules with these tags
     append_output: list[dict[str, Any]] = field(default_factory=list)
-    static_fields: dict[str, Any] = field(default_factory=dict)
     hostname: str = ""
 
 
@@ -38,25 +39,20 @@ class FileResult:
     name: str
     errors: list[Diagnostic] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    schema_warnings: list[str] = field(default_factory=list)   # the file loads, but breaks the schema
 
     @property
     def successful(self) -> bool:
         return not self.errors
 
+    @property
+    def schema_valid(self) -> bool:
+        return not self.schema_warnings
+
     def as_json(self) -> dict[str, Any]:
         return {"errors": [d.as_json() for d in self.errors], "name": self.name,
-                "schema_valid": True, "schema_warnings": [], "successful": self.successful,
-                "warnings": [d.as_json() for d in self.warnings]}
-
-
-class RulesLoadError(Exception):
-    """Rule files that do not load: every error (file, line, item), and the warnings."""
-
-    def __init__(self, errors: list[Diagnostic], warnings: list[Diagnostic], results: list[FileResult]) -> None:
-        self.errors = errors
-        self.warnings = warnings
-        self.results = results
-        super().__init__("\n".join(str(e) for e in errors))
+                "schema_valid": self.schema_valid, "schema_warnings": list(self.schema_warnings),
+                "successful": self.successful, "warnings": [d.as_json() for d in self.warnings]}
 
 
 def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
@@ -92,28 +88,33 @@ def load_rules(paths: Sequence[str | Path], options: LoadOptions | None = None, 
     files, errs = expand_paths(paths)
     diags.errors.extend(errs)
     collector = Collector(diags)
+    schema: dict[str, list[str]] = {}
     for f in files:
-        _read_into(f, diags, collector)
+        schema[str(f)] = _read_into(f, diags, collector)
     compiled = RuleCompiler(collector.c, diags, _extra_output(opts)).run()
     results = _per_file(files, [str(p) for p in paths if not Path(p).exists()], diags)
+    for r in results:
+        r.schema_warnings = schema.get(r.name, [])
     if diags.errors:
         raise RulesLoadError(diags.errors, diags.warnings, results)
     _select(compiled, opts)
     rs = Ruleset(compiled.rules, rule_matching=opts.rule_matching, hostname=opts.hostname,
                  warnings=diags.warnings, lists=compiled.lists, macros=compiled.macros,
-                 static_fields=opts.static_fields, files=[str(f) for f in files])
+                 files=[str(f) for f in files])
     rs.results = results   # type: ignore[attr-defined]
     return rs
 
 
-def _read_into(path: Path, diags: DiagnosticList, collector: Collector) -> None:
+def _read_into(path: Path, diags: DiagnosticList, collector: Collector) -> list[str]:
+    """Read one file into the collector; return its schema warnings."""
     res = read_file(path)
     diags.errors.extend(res.diags.errors)
     diags.warnings.extend(res.diags.warnings)
     if res.diags.errors:
-        return               # Falco does not collect a file whose YAML it could not read
+        return res.schema_warnings   # Falco does not collect a file whose YAML it could not read
     for item in res.items:
         collector.add(item)
+    return res.schema_warnings
 
 
 def _per_file(files: list[Path], missing: list[str], diags: DiagnosticList) -> list[FileResult]:

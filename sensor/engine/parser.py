@@ -136,6 +136,28 @@ class _Build(Transformer):
         ref, _depth = self.field([ftok])
         return ast.Transform("val", ref, pos=_pos(tok)), 2
 
+    def join(self, c):  # type: ignore[no-untyped-def]
+        tok, sep, *rest = c
+        items = [x for x in rest if isinstance(x, tuple)]
+        sep_node = ast.Value(_string(sep), pos=_pos(sep))
+        return (ast.Call("join", (sep_node, *(_ungroup(n) for n, _ in items)), pos=_pos(tok)),
+                2 + max(d for _, d in items))
+
+    def concat(self, c):  # type: ignore[no-untyped-def]
+        tok, *rest = c
+        items = [x for x in rest if isinstance(x, tuple)]
+        return (ast.Call("concat", tuple(_ungroup(n) for n, _ in items), pos=_pos(tok)),
+                2 + max(d for _, d in items))
+
+    def getopt(self, c):  # type: ignore[no-untyped-def]
+        tok, (inner, d), _comma, opts, _ = c
+        return ast.Call("getopt", (inner, ast.Value(_string(opts), pos=_pos(opts))), pos=_pos(tok)), d + 1
+
+    def modified(self, c):  # type: ignore[no-untyped-def]
+        (left, dl), op, modifier, (right, dr) = c
+        return (ast.BinaryCheck(_ungroup(left), str(op).strip(), right, str(modifier), pos=left.pos),
+                max(3, dl, 2 + dr))
+
     def value(self, c):  # type: ignore[no-untyped-def]
         tok = c[0]
         return ast.Value(_string(tok), pos=_pos(tok)), 0
@@ -204,7 +226,9 @@ _TOKEN_NAMES = {
     "COMMA": "','", "UNARY_OP": "'exists'", "NUM_OP": "a numeric operator ('<', '<=', '>', '>=')",
     "STR_OP": "a comparison operator ('=', '!=', 'contains', 'startswith', 'glob', 'regex', ...)",
     "LIST_OP": "a list operator ('in', 'intersects', 'pmatch')", "TRANSFORMER": "a field transformer",
-    "VAL": "'val('", "FIELD": "a field", "IDENT": "an identifier (macro or list name)",
+    "VAL": "'val('", "JOIN": "'join('", "CONCAT": "'concat('", "GETOPT": "'getopt('",
+    "MODIFIER": "a list modifier ('oneof', 'anyof', 'allof')",
+    "FIELD": "a field", "IDENT": "an identifier (macro or list name)",
     "QUOTED": "a quoted string", "HEXNUM": "a hex number", "NUMBER": "a number",
     "BARESTR": "a string", "$END": "the end of the condition",
 }

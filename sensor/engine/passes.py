@@ -4,6 +4,7 @@ specialise a condition for one event type, and infer the event types a condition
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -11,36 +12,58 @@ from sensor.engine import ast
 
 LIST_OPS = frozenset({"in", "intersects", "pmatch"})
 
+# Limits on a condition once its macros are expanded. Falco has none (C++ recursion goes deep); ours
+# keep every pass and the generated Python within the interpreter's limits, far above what rules
+# need (Falco's official rules nest at most 8 levels and a few hundred nodes).
+MAX_DEPTH = 100
+MAX_NODES = 100_000
+
+
+class Problem(enum.Enum):
+    """What kind of compile error a CompileError is (the loader decides codes and skips by kind)."""
+
+    UNKNOWN_FIELD = "unknown field"
+    FIELD_ARGUMENT = "field argument"
+    UNDEFINED_MACRO = "undefined macro"
+    MACRO_LOOP = "macro loop"
+    TOO_DEEP = "too deep"
+    OPERATOR = "operator"
+    VALUE = "value"
+    TRANSFORMER = "transformer"
+    EXCEPTION = "exception"
+
 
 class CompileError(ValueError):
     """A condition that parses but cannot be compiled (unknown macro or field, bad value, ...)."""
 
-    def __init__(self, message: str, pos: ast.Pos = ast.NOPOS) -> None:
+    def __init__(self, message: str, pos: ast.Pos = ast.NOPOS, kind: Problem = Problem.VALUE) -> None:
         super().__init__(message)
         self.message = message
         self.pos = pos
+        self.kind = kind
 
 
 # -- lists ----------------------------------------------------------------------------------------
 
 def resolve_lists(node: ast.Node, lists: Mapping[str, list[str]], used: set[str] | None = None) -> ast.Node:
-    """Substitute list names on the right of `in`, `intersects` and `pmatch` with their items.
+    """Substitute list names on the right of `in`, `intersects`, `pmatch` and of the modified
+    operators (`= oneof`, `startswith anyof`, ...) with their items.
 
     `lists` holds already-flattened lists (a list naming a list defined before it was expanded when
     it was defined). A name that is no list stays a one-item literal, as Falco reads it.
     """
 
     def fix(n: ast.Node) -> ast.Node | None:
-        if not (isinstance(n, ast.BinaryCheck) and n.op in LIST_OPS):
+        if not (isinstance(n, ast.BinaryCheck) and (n.op in LIST_OPS or n.modifier)):
             return None
         r = n.right
         if isinstance(r, ast.Value):
             items = _expand_items((r.text,), lists, used)
-            return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), pos=n.pos)
+            return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), n.modifier, pos=n.pos)
         if isinstance(r, ast.ListValue):
             items = _expand_items(r.items, lists, used)
             if items != r.items:
-                return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), pos=n.pos)
+                return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), n.modifier, pos=n.pos)
         return None
 
     return ast.transform(node, fix)
@@ -79,24 +102,134 @@ def flatten_list(items: Iterable[str], lists: Mapping[str, list[str]], used: set
 
 # -- macros ---------------------------------------------------------------------------------------
 
-def expand_macros(node: ast.Node, macros: Mapping[str, ast.Node], used: set[str] | None = None,
-                  _stack: tuple[str, ...] = ()) -> ast.Node:
-    """Replace macro references with their (recursively expanded) trees; loops are errors."""
+class Macros:
+    """Macro bodies (lists resolved), each expanded once on first use and kept.
 
-    def fix(n: ast.Node) -> ast.Node | None:
-        if not isinstance(n, ast.Ident):
-            return None
-        body = macros.get(n.name)
-        if body is None:
-            raise CompileError(f"Undefined macro '{n.name}' used in filter.", n.pos)
-        if n.name in _stack:
-            chain = " -> ".join((*_stack, n.name))
-            raise CompileError(f"Macro '{n.name}' references itself: {chain}", n.pos)
+    Expansion never recurses from one macro into the next: a macro's references are expanded first,
+    in dependency order, with an explicit stack, so a chain of thousands of macros costs no Python
+    recursion. Nested `and`/`or` are flattened as macros are spliced in (as `fold` would), and the
+    depth and size of every expansion are known before it is built: past MAX_DEPTH or MAX_NODES the
+    condition is refused with a CompileError instead of exhausting the interpreter.
+    """
+
+    def __init__(self, bodies: Mapping[str, ast.Node]) -> None:
+        self.bodies = bodies
+        self._done: dict[str, _Expansion] = {}
+
+    def expand(self, node: ast.Node, used: set[str] | None = None) -> ast.Node:
+        """`node` with every macro reference replaced by the macro's expansion."""
+        for name in sorted(macro_refs(node)):
+            self._expand_macro(name, node)
+        tree, _depth, size = self._substitute(node)
+        if size > MAX_NODES:
+            raise CompileError(f"condition has more than {MAX_NODES} nodes once its macros are expanded",
+                               node.pos, Problem.TOO_DEEP)
         if used is not None:
-            used.add(n.name)
-        return expand_macros(body, macros, used, (*_stack, n.name))
+            used |= self.reachable(macro_refs(node))
+        return tree
 
-    return ast.transform(node, fix)
+    def reachable(self, names: Iterable[str]) -> set[str]:
+        """`names` and every macro their bodies refer to, directly or not."""
+        out: set[str] = set()
+        pending = list(names)
+        while pending:
+            name = pending.pop()
+            if name in out or name not in self.bodies:
+                continue
+            out.add(name)
+            pending.extend(macro_refs(self.bodies[name]))
+        return out
+
+    def _expand_macro(self, name: str, where: ast.Node) -> None:
+        if name in self._done:
+            return
+        if name not in self.bodies:
+            ident = next(n for n in ast.walk(where) if isinstance(n, ast.Ident) and n.name == name)
+            raise CompileError(f"Undefined macro '{name}' used in filter.", ident.pos, Problem.UNDEFINED_MACRO)
+        # Depth-first over the reference graph with an explicit stack; a name met again while still
+        # on the stack is a loop.
+        stack: list[tuple[str, list[str]]] = [(name, sorted(macro_refs(self.bodies[name])))]
+        on_stack = {name}
+        while stack:
+            current, pending = stack[-1]
+            while pending and pending[-1] in self._done:
+                pending.pop()
+            if not pending:
+                stack.pop()
+                on_stack.discard(current)
+                self._done[current] = self._build(current)
+                continue
+            ref = pending.pop()
+            if ref in on_stack:
+                chain = " -> ".join([*(n for n, _ in stack[[n for n, _ in stack].index(ref):]), ref])
+                raise CompileError(f"Macro '{ref}' references itself: {chain}",
+                                   self.bodies[current].pos, Problem.MACRO_LOOP)
+            if ref not in self.bodies:
+                body = self.bodies[current]
+                ident = next(n for n in ast.walk(body) if isinstance(n, ast.Ident) and n.name == ref)
+                raise CompileError(f"Undefined macro '{ref}' used in filter.", ident.pos,
+                                   Problem.UNDEFINED_MACRO)
+            stack.append((ref, sorted(macro_refs(self.bodies[ref]))))
+            on_stack.add(ref)
+
+    def _build(self, name: str) -> _Expansion:
+        body = self.bodies[name]
+        tree, depth, size = self._substitute(body)
+        if depth > MAX_DEPTH:
+            raise CompileError(f"macro '{name}' nests more than {MAX_DEPTH} levels deep once the macros it "
+                               "uses are expanded", body.pos, Problem.TOO_DEEP)
+        if size > MAX_NODES:
+            raise CompileError(f"macro '{name}' has more than {MAX_NODES} nodes once the macros it uses are "
+                               "expanded", body.pos, Problem.TOO_DEEP)
+        return _Expansion(tree, depth, size)
+
+    def _substitute(self, node: ast.Node) -> tuple[ast.Node, int, int]:
+        """(tree, depth, size) of `node` with expanded macros spliced in. Recurses only over the
+        node's own structure, never into a macro's expansion."""
+        if isinstance(node, ast.Ident):
+            done = self._done[node.name]
+            return done.tree, done.depth, done.size
+        if isinstance(node, (ast.And, ast.Or)):
+            items: list[ast.Node] = []
+            depth, size, changed = 0, 1, False
+            for child in node.items:
+                new, d, n = self._substitute(child)
+                changed |= new is not child
+                if type(new) is type(node):          # splice: (a and b) and c is a and b and c
+                    items.extend(new.items)          # type: ignore[attr-defined]
+                    changed = True
+                    d -= 1
+                    n -= 1
+                else:
+                    items.append(new)
+                depth, size = max(depth, d), size + n
+            out = type(node)(tuple(items), pos=node.pos) if changed else node
+            return out, depth + 1, size
+        if isinstance(node, ast.Not):
+            inner, d, n = self._substitute(node.item)
+            return (node if inner is node.item else ast.Not(inner, pos=node.pos)), d + 1, n + 1
+        return node, _depth(node), _size(node)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expansion:
+    tree: ast.Node
+    depth: int
+    size: int
+
+
+def _depth(node: ast.Node) -> int:
+    return 1 + max((_depth(c) for c in node.children()), default=0)
+
+
+def _size(node: ast.Node) -> int:
+    return 1 + sum(_size(c) for c in node.children())
+
+
+def expand_macros(node: ast.Node, macros: Mapping[str, ast.Node] | Macros, used: set[str] | None = None) -> ast.Node:
+    """Replace macro references with their expanded trees; loops and undefined names are errors."""
+    table = macros if isinstance(macros, Macros) else Macros(macros)
+    return table.expand(node, used)
 
 
 def macro_refs(node: ast.Node) -> set[str]:
@@ -142,9 +275,15 @@ def fold(node: ast.Node) -> ast.Node:
 # -- event types ----------------------------------------------------------------------------------
 
 def _is_evt_type(n: ast.Node) -> bool:
-    return (isinstance(n, ast.BinaryCheck) and isinstance(n.left, ast.FieldRef)
+    if not (isinstance(n, ast.BinaryCheck) and isinstance(n.left, ast.FieldRef)
             and n.left.name == "evt.type" and n.left.arg is None
-            and n.op in ("=", "==", "!=", "in") and isinstance(n.right, (ast.Value, ast.ListValue)))
+            and isinstance(n.right, (ast.Value, ast.ListValue))):
+        return False
+    if n.modifier is not None:       # `evt.type = anyof (a, b)` restricts as `in` does
+        items = n.right.items if isinstance(n.right, ast.ListValue) else ()
+        distinct = len(set(items)) == len(items)      # `= oneof (a, a)` never holds
+        return n.op in ("=", "==") and (n.modifier == "anyof" or (n.modifier == "oneof" and distinct))
+    return n.op in ("=", "==", "!=", "in")
 
 
 def _type_values(n: ast.BinaryCheck) -> frozenset[str]:
@@ -209,8 +348,18 @@ def event_types(node: ast.Node, negated: bool = False) -> TypeSet:
     return TypeSet.all()
 
 
-def specialize(node: ast.Node, evt_type: str) -> ast.Node:
-    """The condition as it reads for events of one type: every evt.type check becomes a constant."""
+def evt_type_names(node: ast.Node) -> set[str]:
+    """Every event type an `evt.type` check of the condition names."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if _is_evt_type(n):
+            out |= _type_values(n)  # type: ignore[arg-type]
+    return out
+
+
+def specialize(node: ast.Node, evt_type: str | None) -> ast.Node:
+    """The condition as it reads for events of one type: every evt.type check becomes a constant.
+    With `evt_type` None, for events of any type that no evt.type check names."""
 
     def fix(n: ast.Node) -> ast.Node | None:
         if _is_evt_type(n):

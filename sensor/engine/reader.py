@@ -7,6 +7,7 @@ compile (compiler.py). Every problem becomes a Diagnostic naming the file, line 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ RULE_KEYS = frozenset({"rule", "desc", "condition", "output", "priority", "sourc
 MACRO_KEYS = frozenset({"macro", "condition", "append", "override"})
 LIST_KEYS = frozenset({"list", "items", "append", "override"})
 
+# Falco's reader checks names against libsinsp's lexer: a macro name is an identifier, a list name
+# any bare string (rule_loader_reader.cpp RGX_IDENTIFIER, RGX_BARESTR); others only warn.
+RGX_IDENTIFIER = "([a-zA-Z]+[a-zA-Z0-9_]*)"
+RGX_BARESTR = "([^()\"'[:space:]=,]+)"
+_IDENTIFIER = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*")
+_BARESTR = re.compile(r"[^()\"'\s=,]+")
+
+# Keys whose value Falco's rules file schema types; a value of another type makes the file fail
+# schema validation (schema_valid: false), which is reported but does not stop the load.
+_SCHEMA_BOOL = ("capture",)
+
 
 @dataclass
 class Item:
@@ -59,6 +71,7 @@ class Item:
 class ReadResult:
     items: list[Item]
     diags: DiagnosticList
+    schema_warnings: list[str] = field(default_factory=list)
 
 
 def read_file(path: Path) -> ReadResult:
@@ -89,8 +102,9 @@ def read_text(text: str, name: str, diags: DiagnosticList | None = None) -> Read
             (Location(name, line, col, mark.index if mark else 0, "rules content"),),
             snippet=_snippet(text, line)))
         return ReadResult(items, diags)
+    schema: list[str] = []
     for doc in docs:
-        if doc is None:
+        if doc is None or _is_null(doc):
             continue
         if not isinstance(doc, yaml.SequenceNode):
             diags.errors.append(Diagnostic(
@@ -98,10 +112,27 @@ def read_text(text: str, name: str, diags: DiagnosticList | None = None) -> Read
                 (_loc(name, doc, "rules content"),), snippet=_snippet(text, doc.start_mark.line + 1)))
             continue
         for node in doc.value:
+            if _is_null(node):
+                continue          # a stray `-`: Falco skips null items
             item = _read_item(node, name, text, diags)
             if item is not None:
                 items.append(item)
-    return ReadResult(items, diags)
+                schema.extend(_schema_problems(item))
+    return ReadResult(items, diags, schema)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _schema_problems(item: Item) -> list[str]:
+    out = []
+    for key in _SCHEMA_BOOL:
+        if key in item.data and not isinstance(item.data[key], bool):
+            line, col = item.key_pos[key]
+            out.append(f"{item.loc.name}:{line}:{col}: {item.kind} '{item.name}': value of '{key}' must be a "
+                       "boolean")
+    return out
 
 
 def _loc(name: str, node: yaml.Node, item_type: str, item_name: str = "") -> Location:
@@ -151,9 +182,18 @@ def _read_item(node: yaml.Node, name: str, text: str, diags: DiagnosticList) -> 
                 else f"Value for key '{kind}' must be a string", (item.where(kind),),
                 snippet=_snippet(text, node.start_mark.line + 1)))
             return None
+        if kind == "macro" and not _IDENTIFIER.fullmatch(item_name):
+            diags.warnings.append(Diagnostic(
+                "LOAD_INVALID_MACRO_NAME", "Macro has an invalid name. Macro names should match a regular "
+                f"expression: {RGX_IDENTIFIER}", (item.loc,)))
+        if kind == "list" and not _BARESTR.fullmatch(item_name):
+            diags.warnings.append(Diagnostic(
+                "LOAD_INVALID_LIST_NAME", "List has an invalid name. List names should match a regular "
+                f"expression: {RGX_BARESTR}", (item.loc,)))
         allowed = {"rule": RULE_KEYS, "macro": MACRO_KEYS, "list": LIST_KEYS}[kind]
         for key in data:
             if key not in allowed:
                 diags.warnings.append(Diagnostic(
-                    "LOAD_UNKNOWN_ITEM", f"Unknown key '{key}' in {kind} '{item_name}'", (item.where(key),)))
+                    "LOAD_UNKNOWN_KEY", f"Unknown key '{key}' in {kind} '{item_name}'; the key is ignored",
+                    (item.where(key),)))
     return item

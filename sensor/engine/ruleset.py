@@ -1,27 +1,115 @@
 """The loaded rules, indexed by (source, evt.type), and the per-event hot path.
 
-For each event type and event kind the ruleset generates ONE Python function that evaluates, in load
-order, every enabled rule that can match that type, with each rule's `evt.type` checks folded to
-constants for that type. Field reads shared by several rules are cached in locals for structured
-(live) events. Functions are generated on the first event of a type and kept.
+For each event type that a rule names, and once for all other types, the index generates ONE Python
+function that evaluates, in load order, every enabled rule that can match that type, with each
+rule's `evt.type` checks folded to constants for it (codegen.py). All of them are generated and
+compiled when the rules load; the first event of a kind (live, recorded, ...) only binds the
+compiled code to that kind's field accessor (access.py).
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sensor.alert import Alert
-from sensor.engine import passes
-from sensor.engine.codegen import Codegen
-from sensor.engine.compiler import CompiledRule
+from sensor.alert import Alert, resolve_hostname
+from sensor.engine import ast, passes
+from sensor.engine.access import access_for
+from sensor.engine.codegen import Codegen, Program
 from sensor.errors import Diagnostic
-from sensor.event import AuditEvent, RecordedEvent, SyscallEvent
 
-_U = object()   # "not read yet" marker for cached field locals
+if TYPE_CHECKING:
+    from sensor.engine.compiler import CompiledRule
 
-_MODES: dict[type, str] = {RecordedEvent: "recorded", SyscallEvent: "structured", AuditEvent: "structured"}
+MAX_CACHED_TYPES = 4096   # per event class and source; a replay of odd types must not grow memory
+
+
+class IndexedRule(Protocol):
+    """What the index needs of a rule (CompiledRule has it)."""
+
+    source: str
+    node: ast.Node
+    types: passes.TypeSet
+
+
+class RuleIndex:
+    """Rules indexed by (source, evt.type), with one compiled matcher per type they name and one
+    for every other type. `match(event)` returns the indexes of the matching rules: the first only
+    with rule_matching "first", all of them with "all". `context` holds the values of context fields
+    (evt.hostname) for every event."""
+
+    def __init__(self, rules: Sequence[IndexedRule], rule_matching: str = "first",
+                 context: Mapping[str, Any] | None = None) -> None:
+        if rule_matching not in ("first", "all"):
+            raise ValueError(f"rule_matching must be 'first' or 'all', not {rule_matching!r}")
+        self.rules = rules
+        self.context = dict(context or {})
+        self.first = rule_matching == "first"
+        self.by_source: dict[str, list[int]] = {}   # source -> indexes of its rules, in order
+        for i, r in enumerate(rules):
+            self.by_source.setdefault(r.source, []).append(i)
+        # source -> evt.type (None: any type no rule names) -> compiled matcher
+        self.programs: dict[str, dict[str | None, Program | None]] = {
+            source: self._programs(source, idx) for source, idx in self.by_source.items()}
+        # event class -> source -> evt.type -> bound matcher: the only lookup on the hot path
+        self.fns: dict[type, dict[str, dict[str, Callable[[Any], Any]]]] = {}
+        self._bound: dict[tuple[int, type], Callable[[Any], Any]] = {}
+
+    def _programs(self, source: str, idx: list[int]) -> dict[str | None, Program | None]:
+        names: set[str] = set()
+        for i in idx:
+            names |= passes.evt_type_names(self.rules[i].node)
+        return {t: self._program(source, t) for t in (*sorted(names), None)}
+
+    def _program(self, source: str, evt_type: str | None) -> Program | None:
+        idx = self.candidates(source, evt_type)
+        if not idx:
+            return None
+        gen = Codegen(source)
+        checks = [(i, passes.specialize(self.rules[i].node, evt_type)) for i in idx]
+        return gen.function(checks, self.first, f"<rules {source}:{evt_type or '*'}>")
+
+    def candidates(self, source: str, evt_type: str | None) -> list[int]:
+        """Indexes of the rules that can match events of this source and type, in order
+        (evt_type None: a type no rule names)."""
+        out = []
+        for i in self.by_source.get(source, ()):
+            ts = self.rules[i].types
+            if (evt_type in ts.names) == ts.only:
+                out.append(i)
+        return out
+
+    def match(self, event: Any) -> Any:
+        try:
+            fn = self.fns[event.__class__][event.source][event.type]
+        except KeyError:
+            fn = self.bind(event)
+        return fn(event)
+
+    def bind(self, event: Any) -> Callable[[Any], Any]:
+        """The matcher for this event's class, source and type; kept for the next such event."""
+        cls = event.__class__
+        programs = self.programs.get(event.source)
+        program = None
+        if programs is not None:
+            program = programs.get(event.type, programs[None])
+        if program is None:
+            fn = _no_match
+        else:
+            key = (id(program), cls)
+            fn = self._bound.get(key)
+            if fn is None:
+                fn = self._bound[key] = program.bind(access_for(cls), self.context)
+        by_type = self.fns.setdefault(cls, {}).setdefault(event.source, {})
+        if len(by_type) < MAX_CACHED_TYPES:
+            by_type[event.type] = fn
+        return fn
+
+    def source_text(self, source: str, evt_type: str | None) -> str:
+        """The generated Python for one source and type (for debugging)."""
+        programs = self.programs.get(source) or {}
+        program = programs.get(evt_type, programs.get(None))
+        return program.source if program is not None else ""
 
 
 class Ruleset:
@@ -29,36 +117,28 @@ class Ruleset:
 
     def __init__(self, rules: list[CompiledRule], *, rule_matching: str = "first", hostname: str = "",
                  warnings: Iterable[Diagnostic] = (), lists: dict[str, list[str]] | None = None,
-                 macros: dict[str, Any] | None = None, static_fields: dict[str, Any] | None = None,
-                 files: Iterable[str] = ()) -> None:
-        if rule_matching not in ("first", "all"):
-            raise ValueError(f"rule_matching must be 'first' or 'all', not {rule_matching!r}")
+                 macros: dict[str, Any] | None = None, files: Iterable[str] = ()) -> None:
         self.all_rules = rules
         self.rules = [r for r in rules if r.enabled]
         self.rule_matching = rule_matching
-        self.hostname = hostname or socket.gethostname()
-        # evt.hostname must say what the alerts say.
-        from sensor.engine.fields import evt as evt_fields
-
-        evt_fields.set_hostname(self.hostname)
+        self.hostname = resolve_hostname(hostname)
+        # evt.hostname says what the alerts say, for this ruleset only (a reload that fails after
+        # building a new ruleset leaves the running one as it was).
+        self.context: dict[str, Any] = {"evt.hostname": self.hostname}
         self.warnings = list(warnings)
         self.lists = lists or {}
         self.macros = macros or {}
-        self.static_fields = static_fields or None
         self.files = list(files)
         self.match_counts = [0] * len(self.rules)
-        self._by_source: dict[str, list[int]] = {}
-        for i, r in enumerate(self.rules):
-            self._by_source.setdefault(r.source, []).append(i)
-        # (event class) -> source -> evt.type -> matcher
-        self._fns: dict[type, dict[str, dict[str, Callable[[Any], Any]]]] = {}
+        self.index = RuleIndex(self.rules, rule_matching, self.context)
+        self._fns = self.index.fns
 
     # -- what the capture needs ---------------------------------------------------------------------
 
     def event_types(self, source: str = "syscall") -> frozenset[str] | None:
         """The evt.type values enabled rules of `source` can match; None when some rule matches any."""
         names: set[str] = set()
-        for i in self._by_source.get(source, ()):
+        for i in self.index.by_source.get(source, ()):
             ts = self.rules[i].types
             if not ts.only:
                 return None
@@ -66,7 +146,7 @@ class Ruleset:
         return frozenset(names)
 
     def sources(self) -> set[str]:
-        return set(self._by_source)
+        return set(self.index.by_source)
 
     # -- the hot path -------------------------------------------------------------------------------
 
@@ -75,7 +155,7 @@ class Ruleset:
         try:
             fn = self._fns[event.__class__][event.source][event.type]
         except KeyError:
-            fn = self._matcher(event.__class__, event.source, event.type)
+            fn = self.index.bind(event)
         hits = fn(event)
         if not hits:
             return []
@@ -84,62 +164,13 @@ class Ruleset:
     def _alert(self, i: int, event: Any) -> Alert:
         r = self.rules[i]
         self.match_counts[i] += 1
-        text, fields = r.out.render(event, self.static_fields)
+        text, fields = r.out.render(event, self.context)
         return Alert(rule=r.name, priority=r.priority, source=r.source, time_ns=event.time_ns, output=text,
                      output_fields=fields, tags=list(r.tags), hostname=self.hostname, event=event)
 
-    def _matcher(self, cls: type, source: str, evt_type: str) -> Callable[[Any], Any]:
-        mode = _MODES.get(cls)
-        if mode is None:
-            mode = "value"
-        fn = self.build_matcher(source, evt_type, mode)
-        self._fns.setdefault(cls, {}).setdefault(source, {})[evt_type] = fn
-        return fn
-
-    def candidates(self, source: str, evt_type: str) -> list[int]:
+    def candidates(self, source: str, evt_type: str | None) -> list[int]:
         """Indexes of the enabled rules that can match events of this source and type, in order."""
-        out = []
-        for i in self._by_source.get(source, ()):
-            ts = self.rules[i].types
-            if (evt_type in ts.names) == ts.only:
-                out.append(i)
-        return out
-
-    def build_matcher(self, source: str, evt_type: str, mode: str) -> Callable[[Any], Any]:
-        """Generate the function that matches events of one source and type."""
-        idx = self.candidates(source, evt_type)
-        if not idx:
-            return _no_match
-        gen = Codegen(source, "recorded" if mode == "recorded" else "structured")
-        exprs = []
-        for i in idx:
-            node = passes.specialize(self.rules[i].node, evt_type)
-            exprs.append((i, gen.expr(node)))
-        first = self.rule_matching == "first"
-        body: list[str] = []
-        finished = []
-        for i, text in exprs:
-            if text == "False":
-                continue
-            code, _ = gen.finish(text, cache=True)
-            finished.append(code)
-            body.append(f"    if {code}:\n" + (f"        return ({i},)\n" if first else f"        _r.append({i})\n"))
-        lines = ["def _match(e):"]
-        if mode == "recorded":
-            lines.append("    _get = e.fields.get")
-        else:
-            cached = [u.var for u in gen.fields.values() if u.uses > 1]
-            if cached:
-                lines.append("    " + " = ".join(cached) + " = _U")
-        if not first:
-            lines.append("    _r = []")
-        src = "\n".join(lines) + "\n" + "".join(body) + ("    return ()\n" if first else "    return _r\n")
-        ns = dict(gen.ns)
-        ns["_U"] = _U
-        exec(compile(src, f"<rules {source}:{evt_type}>", "exec"), ns)
-        fn = ns["_match"]
-        fn.source_text = src   # for --print and debugging
-        return fn   # type: ignore[no-any-return]
+        return self.index.candidates(source, evt_type)
 
     # -- description --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sensor.alert import Alert
+from sensor.alert import Alert, add_static_fields
 from sensor.outputs.channel import Channel
 from sensor.outputs.flood import FloodControl
 from sensor.outputs.internal import ALERTS_DROPPED, internal_alert
@@ -53,9 +53,7 @@ class Outputs:
     def submit(self, alert: Alert) -> None:
         """Hand one alert to every channel. Never blocks; safe from any thread."""
         if self.static_fields:
-            # Rule alerts have them from the engine already; internal alerts get them here.
-            for k, v in self.static_fields.items():
-                alert.output_fields.setdefault(k, v)
+            add_static_fields(alert, self.static_fields)
         if self.flood is not None and not self.flood.admit(alert):
             return
         self.submitted += 1

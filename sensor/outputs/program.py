@@ -16,6 +16,7 @@ import subprocess
 from typing import Any
 
 from sensor.config import Key, parse_duration
+from sensor.credentials import child_environment
 from sensor.errors import ConfigError
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.render import FORMATS
@@ -58,8 +59,10 @@ class ProgramTransport:
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.starts += 1
         try:
+            # Without the sensor's secrets (FLUENT_SHARED_KEY, FALCONET_PASSWORD, ...): the program
+            # is given alerts, not the keys to the other channels.
             return subprocess.Popen(["/bin/sh", "-c", self.program], stdin=subprocess.PIPE,
-                                    restore_signals=True, start_new_session=True)
+                                    restore_signals=True, start_new_session=True, env=child_environment())
         except OSError as e:
             raise DeliveryError(f"cannot start program {self.program!r}: {e.strerror}") from e
 

@@ -14,11 +14,11 @@ temporary file and renamed over the old one, so it is always whole) and fully de
 are deleted. A crash between delivery and commit delivers those records again: at least once,
 never lost.
 
-The sensor runs as root, so the directory is its own: created 0700, refused when another user owns
-it or may write to it or owns one of its parents (a parent every user may write is logged), and
-every file in it is opened
-relative to the directory's descriptor, without following symbolic links, created exclusively
-(O_EXCL) and set to 0600 with fchmod.
+The sensor runs as root, so the directory is its own, checked as every private directory is
+(sensor/securefile.py): created 0700, refused when another user owns it or may write to it or owns
+one of its parents (a parent every user may write is logged). Every file in it is opened relative
+to the directory's descriptor, without following symbolic links, created exclusively (O_EXCL) and
+set to 0600 with fchmod.
 
 On open, nothing on disk is taken on trust. The cursor is used only if it names a record boundary
 of an existing segment with no older segment left before it; otherwise (past the end, negative,
@@ -48,6 +48,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from sensor import securefile
 from sensor.config import Key, parse_size
 
 log = logging.getLogger("falconet.outputs")
@@ -92,49 +93,16 @@ class SpoolError(Exception):
 
 
 def _private_dir(path: Path) -> int:
-    """Create (0700) or open the spool directory and return its descriptor; SpoolError when another
-    user owns or may change it, or may replace it through a parent."""
+    """Create (0700) or open the spool directory and return its descriptor (sensor/securefile.py's
+    rules); SpoolError saying what is wrong with it and what to do."""
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return securefile.open_dir(path)
+    except securefile.UnsafePathError as e:
+        raise SpoolError(f"spool directory {e}; make it the sensor's own (chown, chmod 700) or set the "
+                         f"channel's spool.dir") from e
     except OSError as e:
         raise SpoolError(f"spool directory {path}: {e.strerror}; make it writable for the sensor or set "
                          f"the channel's spool.dir") from e
-    euid = os.geteuid()
-    for parent in path.absolute().parents:
-        try:
-            link = os.lstat(parent)
-            st = os.stat(parent)
-        except OSError as e:
-            raise SpoolError(f"spool directory {path}: {parent}: {e.strerror}") from e
-        owner = link.st_uid if stat.S_ISLNK(link.st_mode) else st.st_uid
-        if owner not in (0, euid):
-            raise SpoolError(f"spool directory {path}: its parent {parent} belongs to uid {owner}, who could "
-                             f"replace the spool; use a directory under one only root or the sensor's user "
-                             f"owns, or set the channel's spool.dir")
-        if st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX:
-            # Others could rename the directory away; what they put in its place is refused at the
-            # next start (not ours, or a symbolic link). A pod's emptyDir is made 0777, so this is
-            # said, not refused.
-            log.warning("spool %s: its parent %s is writable by every user (mode %04o, no sticky bit); "
-                        "prefer a state_dir under directories only root or the sensor's user may change",
-                        path, parent, stat.S_IMODE(st.st_mode))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        why = "is a symbolic link" if e.errno == errno.ELOOP else e.strerror
-        raise SpoolError(f"spool directory {path} {why}; give the channel a directory of its own "
-                         f"(spool.dir)") from e
-    st = os.fstat(fd)
-    problem = ""
-    if st.st_uid != euid:
-        problem = f"belongs to uid {st.st_uid}, not to the sensor's user (uid {euid})"
-    elif st.st_mode & 0o022:
-        problem = f"is writable by other users (mode {stat.S_IMODE(st.st_mode):04o})"
-    if problem:
-        os.close(fd)
-        raise SpoolError(f"spool directory {path} {problem}: they could plant or replace its files; "
-                         f"make it the sensor's own (chown, chmod 700) or set the channel's spool.dir")
-    return fd
 
 
 class DiskSpool:

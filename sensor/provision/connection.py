@@ -8,13 +8,16 @@ wait on stderr (rewriting one line on a terminal, a line every few seconds other
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from sensor.credentials import redact_url
 from sensor.errors import UnavailableError
 from sensor.provision.plan import ProvisionError
 
@@ -37,11 +40,35 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         if not re.match(r"^https?://[^/\s]+", self.url):
-            raise ProvisionError(f"{self.name} URL {self.url!r}: expected http(s)://host[:port]")
+            raise ProvisionError(f"{self.name} URL {redact_url(self.url)!r}: expected http(s)://host[:port]")
+        parts = urlsplit(self.url)
+        if "@" in parts.netloc:
+            # user:password@ in the URL: move them to the credentials, so that no message, log line
+            # or library error that shows the URL ever shows them.
+            userinfo, _, host = parts.netloc.rpartition("@")
+            user, _, password = userinfo.partition(":")
+            if self.username or self.api_key:
+                raise ProvisionError(f"{self.name} URL {redact_url(self.url)} carries credentials, and "
+                                     "others were given too: give them once")
+            object.__setattr__(self, "username", unquote(user))
+            object.__setattr__(self, "password", unquote(password))
+            object.__setattr__(self, "url", urlunsplit((parts.scheme, host, parts.path, parts.query, "")))
         if self.api_key and self.username:
-            raise ProvisionError("give either --api-key or --username/--password, not both")
+            raise ProvisionError("give either an API key or --username with a password, not both")
         if self.username and self.password is None:
-            raise ProvisionError(f"--username {self.username} needs --password (or FALCONET_PASSWORD)")
+            raise ProvisionError(f"--username {self.username} needs a password (FALCONET_PASSWORD or --password-file)")
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.username or self.api_key)
+
+    @property
+    def loopback(self) -> bool:
+        host = urlsplit(self.url).hostname or ""
+        try:
+            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def base(self) -> str:
@@ -138,10 +165,11 @@ def tls_hint(endpoint: Endpoint) -> str:
 def credentials_hint(endpoint: Endpoint) -> str:
     """What to do about a 401."""
     if endpoint.api_key:
-        return "check --api-key / FALCONET_ES_API_KEY (the encoded key, or id:key)"
+        return "check the API key in FALCONET_ES_API_KEY / --api-key-file (the encoded key, or id:key)"
     if endpoint.username:
-        return "check --username/--password (FALCONET_USERNAME/FALCONET_PASSWORD)"
-    return f"{endpoint.name} requires authentication: pass --username/--password or --api-key"
+        return "check --username and its password (FALCONET_PASSWORD / --password-file)"
+    return (f"{endpoint.name} requires authentication: give --username (its password in FALCONET_PASSWORD or "
+            "--password-file) or an API key (FALCONET_ES_API_KEY or --api-key-file)")
 
 
 def _hint(endpoint: Endpoint, reason: str) -> str:

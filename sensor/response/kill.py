@@ -9,11 +9,19 @@ its ancestors, and a process outside the alert's container when the alert has on
 
 With `tree: true` the descendants go too: the whole tree is stopped (SIGSTOP) until no new child
 appears, then signalled, then continued, so no child escapes by forking or re-parenting meanwhile.
+A stopped process cannot exit by itself, so each descendant is pinned with a pidfd only while one
+signal is sent to it: the walk holds at most two descriptors at any time and works when the sensor
+is short of them. Whatever happens, everything stopped is continued (SIGCONT in `finally`), and the
+record counts what was signalled and what could not be reached.
+
+The target's group, which max_per_minute is counted per, is its container, else its cgroup: decoys
+in one cgroup cannot use up the budget a process in another needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 from collections.abc import Iterator
@@ -74,7 +82,7 @@ class KillProcess:
         cid = event_value(alert, "container.id")
         text = f"pid {pid} ({name})" if name else f"pid {pid}"
         return Target(key=(pid, ts), text=text, namespace=event_value(alert, "k8s.ns.name"),
-                      data=(pid, ts if isinstance(ts, int) else None, cid))
+                      data=(pid, ts if isinstance(ts, int) else None, cid), group=_group(pid, cid))
 
     def execute(self, alert: Any, target: Target, dry_run: bool) -> Outcome:
         pid, ts, cid = target.data
@@ -86,28 +94,35 @@ class KillProcess:
             return skipped("unverifiable", "the alert has no proc.pid.ts, so the process cannot be "
                                            f"told from a later one with the same PID: not sending {sig}",
                            target.text)
+        try:
+            return self._pinned(pid, ts, cid, target.text, dry_run)
+        except OSError as e:
+            # Pinning or reading /proc failed for want of a resource (file descriptors, memory).
+            return failed(f"cannot act on pid {pid}: {e.strerror or e}; {sig} not sent", target.text)
+
+    def _pinned(self, pid: int, ts: int, cid: str | None, target: str, dry_run: bool) -> Outcome:
+        sig = self.signal.name
         with _pidfd(pid) as pidfd:
             if pidfd is None:
-                return skipped("process_gone", f"pid {pid} has already exited", target.text)
+                return skipped("process_gone", f"pid {pid} has already exited", target)
             why = self._refuse(pid, ts, cid)
             if why is not None:
-                return Outcome(why.result, why.reason, why.text, target.text)
+                return Outcome(why.result, why.reason, why.text, target)
             if dry_run:
                 extra = " and its descendants" if self.tree else ""
-                return skipped("dry_run", f"would send {sig} to pid {pid}{extra}", target.text)
+                return skipped("dry_run", f"would send {sig} to pid {pid}{extra}", target)
             try:
                 if self.tree:
-                    count = self._signal_tree(pid, pidfd)
-                    return done(f"sent {sig} to pid {pid} and {count} descendant(s)", target.text)
+                    return self._signal_tree(pid, pidfd, target)
                 signal.pidfd_send_signal(pidfd, self.signal)
             except ProcessLookupError:
-                return skipped("process_gone", f"pid {pid} exited before {sig} was sent", target.text)
+                return skipped("process_gone", f"pid {pid} exited before {sig} was sent", target)
             except PermissionError as e:
                 return failed(f"not permitted to send {sig} to pid {pid} ({e.strerror}); the sensor "
-                              "needs CAP_KILL", target.text)
+                              "needs CAP_KILL", target)
             except OSError as e:
-                return failed(f"sending {sig} to pid {pid} failed: {e.strerror or e}", target.text)
-        return done(f"sent {sig} to pid {pid}", target.text)
+                return failed(f"sending {sig} to pid {pid} failed: {e.strerror or e}", target)
+        return done(f"sent {sig} to pid {pid}", target)
 
     def _protected(self) -> set[int]:
         me = os.getpid()
@@ -134,52 +149,95 @@ class KillProcess:
                                          f"{(st.start_ns - ts) / 1e9:+.3f}s after the alert's process)")
         return None
 
-    def _signal_tree(self, pid: int, pidfd: int) -> int:
-        """Stop the process and all its descendants, signal them, continue them; the count of
-        descendants signalled."""
+    def _signal_tree(self, pid: int, pidfd: int, target: str) -> Outcome:
+        """Stop the process and all its descendants, signal them, continue them; the outcome says
+        how many descendants were signalled and how many could not be reached."""
+        sig = self.signal.name
         protected = self._protected()
-        stopped: dict[int, int] = {pid: pidfd}
-        opened: list[int] = []
+        stopped: dict[int, int] = {}          # descendant pid -> start time (ns)
+        missed: dict[int, str] = {}           # descendant pid -> why it was not reached
+        incomplete = ""
+        signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
         try:
-            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
             for _ in range(_MAX_TREE_ROUNDS):
+                try:
+                    found = procfs.descendants(pid)
+                except OSError as e:
+                    incomplete = f"the descendants could not all be listed ({e.strerror or e})"
+                    break
                 fresh = 0
-                for st in procfs.descendants(pid):
+                for st in found:
                     if st.pid in stopped or st.pid in protected:
                         continue
-                    fd = _open_verified(st)
-                    if fd is None:
-                        continue
-                    opened.append(fd)
-                    stopped[st.pid] = fd
-                    with contextlib.suppress(ProcessLookupError):
-                        signal.pidfd_send_signal(fd, signal.SIGSTOP)
-                    fresh += 1
+                    why = _signal_verified(st.pid, st.start_ns, signal.SIGSTOP)
+                    if why is None:
+                        stopped[st.pid] = st.start_ns
+                        missed.pop(st.pid, None)
+                        fresh += 1
+                    elif why != "gone":
+                        missed[st.pid] = why
                 if not fresh:
                     break
-            for fd in stopped.values():
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(fd, self.signal)
-            for fd in stopped.values():
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(fd, signal.SIGCONT)
+            signal.pidfd_send_signal(pidfd, self.signal)
+            sent = 0
+            for child, start in stopped.items():
+                why = _signal_verified(child, start, self.signal)
+                if why is None:
+                    sent += 1
+                elif why != "gone":
+                    missed[child] = why
         finally:
-            for fd in opened:
-                os.close(fd)
-        return len(stopped) - 1
+            # Never leave a process stopped, even when the walk failed half way.
+            for child, start in stopped.items():
+                if _signal_verified(child, start, signal.SIGCONT) not in (None, "gone"):
+                    with contextlib.suppress(OSError):
+                        os.kill(child, signal.SIGCONT)    # no pidfd to be had: a stray SIGCONT is harmless
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGCONT)
+        text = f"sent {sig} to pid {pid} and {sent} descendant(s)"
+        if missed or incomplete:
+            reasons = sorted(set(missed.values()))
+            problems = ([f"{len(missed)} descendant(s) not reached ({'; '.join(reasons)})"] if missed else []) + \
+                ([incomplete] if incomplete else [])
+            return failed(f"{text}; {'; '.join(problems)}", target, reason="partial")
+        return done(text, target)
 
 
-def _open_verified(st: procfs.ProcStat) -> int | None:
-    """A pidfd for the process `st` describes, or None if its PID now holds another process."""
+def _group(pid: int, cid: Any) -> tuple[str, str]:
+    """What the process's max_per_minute is counted per: its container, else its cgroup."""
+    if isinstance(cid, str) and cid not in ("", "host"):
+        return ("container", cid)
+    membership = procfs.cgroup(pid)
+    if membership is None:
+        return ("pid", str(pid))
+    return ("cgroup", procfs.cgroup_name(membership) if procfs.cgroup_name(membership) != "/" else membership)
+
+
+def _signal_verified(pid: int, start_ns: int, sig: signal.Signals) -> str | None:
+    """Send `sig` to `pid` through a pidfd held only for this, if it still holds the process that
+    started at `start_ns`. None when sent; "gone" when that process has exited; else why not."""
     try:
-        fd = os.pidfd_open(st.pid)
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
+        return "gone"
+    except OSError as e:
+        return f"cannot pin it: {e.strerror or errno.errorcode.get(e.errno, e)}"
+    try:
+        try:
+            now = procfs.read_stat(pid)
+        except OSError as e:
+            return f"cannot verify it: {e.strerror or e}"
+        if now is None or abs(now.start_ns - start_ns) > START_TOLERANCE_NS:
+            return "gone"
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            return "gone"
+        except OSError as e:
+            return f"{sig.name} failed: {e.strerror or e}"
         return None
-    now = procfs.read_stat(st.pid)
-    if now is None or abs(now.start_ns - st.start_ns) > START_TOLERANCE_NS or now.kernel_thread:
+    finally:
         os.close(fd)
-        return None
-    return fd
 
 
 @contextlib.contextmanager

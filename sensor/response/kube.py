@@ -2,9 +2,18 @@
 
 The pod comes from the alert's event: `k8s.ns.name`/`k8s.pod.name` for syscall alerts, the
 request's object for audit alerts (`ka.target.namespace` and `ka.target.name`, or `ka.resp.name`
-when the request created it). Isolation follows DESIGN.md §6: a NetworkPolicy that selects
-`falconet/quarantine=true` and allows nothing in or out, then that label on the pod — selecting the
-label rather than the app's labels, which would also cut off its sibling replicas.
+when the request created it).
+
+An audit event is a claim by whoever could post it, about a request that may have been refused:
+a pod action acts on an audit alert only when `with.audit_rules` names the alert's rule, and never
+on the object of a request that failed or was denied (responseStatus.code 400 or more, or no
+response yet, or an authorization decision of forbid). Names are checked as the API server checks
+them (a namespace is a DNS label, a pod name a DNS subdomain) before any API path is built from
+them, so `..` or `a/b` can never turn one call into another.
+
+Isolation follows DESIGN.md §6: a NetworkPolicy that selects `falconet/quarantine=true` and allows
+nothing in or out, then that label on the pod — selecting the label rather than the app's labels,
+which would also cut off its sibling replicas.
 
 Each call has one attempt and a timeout: a failed action is recorded, not retried behind the
 engine's back (the next alert tries again).
@@ -12,8 +21,10 @@ engine's back (the next alert tries again).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +74,62 @@ def api_client(kubeconfig: str) -> Any:
     return client.ApiClient(configuration)
 
 
-def pod_target(alert: Any) -> Target | Outcome:
-    """The alert's pod as a Target (key and data: (namespace, name)), or a no_target skip."""
+# k8s.io/apimachinery/pkg/util/validation: IsDNS1123Label (namespaces), IsDNS1123Subdomain (pod names).
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def invalid_name(namespace: str, name: str) -> str | None:
+    """Why (namespace, pod name) cannot name a pod, or None when both are valid."""
+    if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.fullmatch(namespace):
+        return f"namespace {namespace!r} is not a valid Kubernetes namespace name (a DNS-1123 label)"
+    if not isinstance(name, str) or len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+        return f"pod name {name!r} is not a valid Kubernetes object name (a DNS-1123 subdomain)"
+    return None
+
+
+def _check_policy_name(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes object name (a DNS-1123 subdomain)")
+    return value
+
+
+def _check_rule_names(value: list[Any]) -> list[str]:
+    if not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"must be a list of rule names (globs allowed), got {value!r}")
+    return list(value)
+
+
+def audit_refusal(alert: Any, audit_rules: list[str]) -> Outcome | None:
+    """Why a pod action must not act on this audit alert, or None when it may."""
+    if not any(fnmatch.fnmatchcase(alert.rule, r) for r in audit_rules):
+        return skipped("audit_not_opted_in", f"rule '{alert.rule}' is an audit rule this action does not "
+                                             "list in with.audit_rules; audit events are acted on only "
+                                             "for the rules an action names")
+    code = event_value(alert, "ka.response.code")
+    user = event_value(alert, "ka.user.name") or "<unknown user>"
+    try:
+        status = int(str(code))
+    except ValueError:
+        return skipped("failed_request", f"the request by {user} has no response code yet (stage "
+                                         f"{event_value(alert, 'ka.stage') or 'unknown'}): it may still be "
+                                         "refused, so its object is not acted on")
+    if status >= 400:
+        return skipped("failed_request", f"the request by {user} failed (HTTP {status}): it changed "
+                                         "nothing, so its object is not acted on")
+    if str(event_value(alert, "ka.auth.decision") or "").lower() == "forbid":
+        return skipped("failed_request", f"the request by {user} was denied by authorization: its "
+                                         "object is not acted on")
+    return None
+
+
+def pod_target(alert: Any, audit_rules: list[str] | None = None) -> Target | Outcome:
+    """The alert's pod as a Target (key and data: (namespace, name)), or why there is none.
+    `audit_rules`: the audit rules (globs) whose alerts the action may act on."""
     if getattr(alert, "source", None) == "k8s_audit":
+        refusal = audit_refusal(alert, audit_rules or [])
+        if refusal is not None:
+            return refusal
         resource = event_value(alert, "ka.target.resource")
         if resource not in (None, "pods"):
             return skipped("no_target", f"the audit event's object is a {resource}, not a pod")
@@ -78,7 +142,10 @@ def pod_target(alert: Any) -> Target | Outcome:
         source = "k8s.ns.name/k8s.pod.name"
     if not ns or not name:
         return skipped("no_target", f"the alert names no pod ({source} have no value)")
-    return Target(key=(ns, name), text=f"pod {ns}/{name}", namespace=ns, data=(ns, name))
+    why = invalid_name(ns, name)
+    if why is not None:
+        return skipped("invalid_target", f"{why}: no API call is made ({source})", f"pod {ns!r}/{name!r}")
+    return Target(key=(ns, name), text=f"pod {ns}/{name}", namespace=ns, data=(ns, name), group=ns)
 
 
 def quarantine_policy(namespace: str, name: str = POLICY_NAME) -> dict[str, Any]:
@@ -124,10 +191,12 @@ class _PodAction:
 
     do = ""
     PARAMS: dict[str, Param] = {}
+    AUDIT_OPT_IN = True          # spec.py: naming k8s_audit in match.sources needs with.audit_rules
 
     def __init__(self, params: dict[str, Any], ctx: Any) -> None:
         self.params = params
         self.timeout = params["timeout"]
+        self.audit_rules = params["audit_rules"]
         self.client = ctx.kube_client()
         from kubernetes import client
 
@@ -135,10 +204,13 @@ class _PodAction:
         self.net = client.NetworkingV1Api(self.client)
 
     def resolve(self, alert: Any) -> Target | Outcome:
-        return pod_target(alert)
+        return pod_target(alert, self.audit_rules)
 
 
 _TIMEOUT = Param(float, 5.0, "Seconds to wait for the API server.", check=positive)
+_AUDIT_RULES = Param(list, [], "Audit rules (names, * globs) whose alerts this action may act on; none by "
+                               "default, since an audit event is what its sender claims.",
+                     check=_check_rule_names)
 
 
 class DeletePod(_PodAction):
@@ -149,6 +221,7 @@ class DeletePod(_PodAction):
         "grace_period_seconds": Param(int, 0, "Seconds the pod's containers get to stop.",
                                       check=non_negative),
         "timeout": _TIMEOUT,
+        "audit_rules": _AUDIT_RULES,
     }
 
     def execute(self, alert: Any, target: Target, dry_run: bool) -> Outcome:
@@ -176,6 +249,7 @@ class LabelPod(_PodAction):
     PARAMS = {
         "labels": Param(dict, {QUARANTINE_LABEL: "true"}, "Labels to set.", check=_check_labels),
         "timeout": _TIMEOUT,
+        "audit_rules": _AUDIT_RULES,
     }
 
     def execute(self, alert: Any, target: Target, dry_run: bool) -> Outcome:
@@ -198,8 +272,10 @@ class IsolatePod(_PodAction):
 
     do = "k8s_isolate_pod"
     PARAMS = {
-        "policy_name": Param(str, POLICY_NAME, "Name of the NetworkPolicy (one per namespace)."),
+        "policy_name": Param(str, POLICY_NAME, "Name of the NetworkPolicy (one per namespace).",
+                             check=_check_policy_name),
         "timeout": _TIMEOUT,
+        "audit_rules": _AUDIT_RULES,
     }
 
     def execute(self, alert: Any, target: Target, dry_run: bool) -> Outcome:

@@ -37,25 +37,39 @@ class Cooldown:
 
 
 class RateLimit:
-    """At most `per_minute` actions in any sliding 60-second window. 0 disables it."""
+    """At most `per_minute` actions per key in any sliding 60-second window. 0 disables it.
+
+    The key is the target's group (its cgroup, its namespace): decoys in one group cannot use up
+    the budget that another group's target needs (issue 14, finding 10).
+    """
 
     WINDOW = 60.0
+    MAX_KEYS = 10_000
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_minute = per_minute
         self.clock = clock
-        self._times: deque[float] = deque()
+        self._times: dict[Hashable, deque[float]] = {}
 
-    def allows(self) -> bool:
-        """True when one more action fits in the window now."""
+    def allows(self, key: Hashable = None) -> bool:
+        """True when one more action on `key` fits in the window now."""
         if self.per_minute <= 0:
             return True
+        times = self._times.get(key)
+        if not times:
+            return True
         cutoff = self.clock() - self.WINDOW
-        while self._times and self._times[0] <= cutoff:
-            self._times.popleft()
-        return len(self._times) < self.per_minute
+        while times and times[0] <= cutoff:
+            times.popleft()
+        return len(times) < self.per_minute
 
-    def note(self) -> None:
-        """One action happened now."""
-        if self.per_minute > 0:
-            self._times.append(self.clock())
+    def note(self, key: Hashable = None) -> None:
+        """One action on `key` happened now."""
+        if self.per_minute <= 0:
+            return
+        now = self.clock()
+        self._times.setdefault(key, deque()).append(now)
+        if len(self._times) > self.MAX_KEYS:
+            # Forget the groups with nothing left in the window, so many targets do not grow it forever.
+            cutoff = now - self.WINDOW
+            self._times = {k: t for k, t in self._times.items() if t and t[-1] > cutoff}

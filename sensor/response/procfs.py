@@ -8,6 +8,7 @@ is whole seconds).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -71,6 +72,35 @@ def container_id(pid: int, proc: Path = Path("/proc")) -> str | None:
     return "host"
 
 
+def cgroup(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The process's cgroup membership as one string (every hierarchy's path, cgroup v1 and v2),
+    or None when it does not exist. Two processes are in the same group when these are equal."""
+    try:
+        text = (proc / str(pid) / "cgroup").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    paths = []
+    for line in text.splitlines():
+        _, _, rest = line.partition(":")         # hierarchy-id:controllers:path
+        paths.append(rest)
+    return " ".join(sorted(paths))
+
+
+def cgroup_name(membership: str) -> str:
+    """The most telling path of a `cgroup()` membership: the unified (v2) one unless it is the
+    root, else the first path that is not the root."""
+    parts = [p.split(":", 1) for p in membership.split(" ") if ":" in p]
+    unified = [path for ctrl, path in parts if ctrl == ""]
+    if unified and unified[0] != "/":
+        return unified[0]
+    return next((path for _, path in parts if path != "/"), "/")
+
+
+# Errors that mean this process is out of a resource, not that the entry went away: a walk that
+# met one is incomplete and must say so rather than report fewer processes.
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
 def ancestors(pid: int, proc: Path = Path("/proc")) -> list[int]:
     """The PIDs above `pid` up to (and including) PID 1, nearest first."""
     out: list[int] = []
@@ -85,15 +115,20 @@ def ancestors(pid: int, proc: Path = Path("/proc")) -> list[int]:
 
 
 def children_map(proc: Path = Path("/proc")) -> dict[int, list[ProcStat]]:
-    """Every live process by its parent's PID (one pass over /proc)."""
+    """Every live process by its parent's PID (one pass over /proc). OSError when the walk could
+    not be completed (out of file descriptors): never a silently shorter map."""
     out: dict[int, list[ProcStat]] = {}
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
         try:
             st = read_stat(int(entry.name), proc)
-        except (OSError, ValueError):
-            continue        # exited while we read it, or a stat line being torn down
+        except OSError as e:
+            if e.errno in _EXHAUSTED:
+                raise
+            continue        # exited while we read it
+        except ValueError:
+            continue        # a stat line being torn down
         if st is not None:
             out.setdefault(st.ppid, []).append(st)
     return out

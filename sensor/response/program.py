@@ -1,8 +1,9 @@
 """program: run a command with the alert's JSON (Falcosidekick-compatible) on stdin.
 
 The command runs through /bin/sh -c, as Falco's program_output does, so pipes and redirections
-work. Exit status 0 is success; anything else, or running past `timeout`, is a failure recorded
-with the tail of its stderr. The cooldown target is the alert's rule.
+work; it gets the sensor's environment without its secrets (sensor.credentials). Exit status 0 is
+success; anything else, or running past `timeout`, is a failure recorded with the tail of its
+stderr. The cooldown target is the alert's rule.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 from typing import Any
 
 from sensor.alert import alert_dict
+from sensor.credentials import child_environment
 from sensor.response.params import Param, positive
 from sensor.response.records import Outcome, done, failed, skipped
 from sensor.response.target import Target
@@ -44,7 +46,7 @@ class RunProgram:
             # Its own process group, so a timeout kills what the shell started too.
             proc = subprocess.Popen(["/bin/sh", "-c", self.command], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    start_new_session=True)
+                                    start_new_session=True, env=child_environment())
         except OSError as e:
             return failed(f"cannot run `{self.command}`: {e.strerror or e}", target.text)
         try:

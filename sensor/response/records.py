@@ -12,10 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sensor.alert import Alert
+from sensor.alert import Alert, Priority
 from sensor.response.match import RECORD_RULE
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+# An action that should have acted and did not, for a reason an attacker can bring about (a
+# flood of decoys, a full queue): the record is Critical so that a human looks (finding 10).
+WITHHELD = frozenset({"rate_limit", "queue_full", "stopped"})
 _ECS_OUTCOME = {DONE: "success", FAILED: "failure", SKIPPED: "unknown"}
 
 # Reason codes (falconet.response.reason), stable for dashboards and queries.
@@ -23,7 +26,7 @@ REASONS = {
     "done": "the action was carried out",
     "dry_run": "response.dry_run is on: nothing was done",
     "cooldown": "the same action acted on the same target within its cooldown",
-    "rate_limit": "the action reached max_per_minute",
+    "rate_limit": "the action reached max_per_minute for the target's group: WITHHELD, loudly",
     "excluded_namespace": "the target is in a namespace listed in response.exclude_namespaces",
     "no_target": "the alert does not name a target this action can act on",
     "pid_reused": "the alert's PID now belongs to another process",
@@ -31,7 +34,11 @@ REASONS = {
     "unverifiable": "the process cannot be proven to be the alert's (no proc.pid.ts, or /proc unreadable)",
     "protected_process": "the process is PID 1, a kernel thread, the sensor or one of its ancestors",
     "other_container": "the process is not in the alert's container",
-    "queue_full": "alerts for this action were dropped because its queue was full",
+    "queue_full": "alerts for this action were dropped because its queue was full: WITHHELD, loudly",
+    "invalid_target": "the alert names a pod whose namespace or name Kubernetes would not accept",
+    "audit_not_opted_in": "an audit alert of a rule the action does not list in with.audit_rules",
+    "failed_request": "the audit event is about a request that failed, was denied, or has no answer yet",
+    "partial": "the action reached some of its targets but not all",
     "stopped": "the sensor stopped before the action ran",
     "error": "the action failed",
 }
@@ -77,7 +84,8 @@ def record(action: str, do: str, outcome: Outcome, alert: Alert | None, dry_run:
         etype = [*etype, "error"] if "error" not in etype else etype
     alert_id = alert.uuid if alert is not None else None
     alert_rule = alert.rule if alert is not None else None
-    verb = {DONE: "done", SKIPPED: "skipped", FAILED: "FAILED"}[outcome.result]
+    withheld = outcome.result == SKIPPED and outcome.reason in WITHHELD and not dry_run
+    verb = "WITHHELD" if withheld else {DONE: "done", SKIPPED: "skipped", FAILED: "FAILED"}[outcome.result]
     about = f" for rule '{alert_rule}' (alert {alert_id})" if alert is not None else ""
     output = f"Falconet response {verb}: action {action} ({do}) on {outcome.target or '<none>'}: " \
              f"{outcome.text}{about}"
@@ -98,7 +106,8 @@ def record(action: str, do: str, outcome: Outcome, alert: Alert | None, dry_run:
                                   "alert_id": alert_id, "alert_rule": alert_rule, "dry_run": dry_run,
                                   "reason": outcome.reason, "result": outcome.result}},
     }
-    priority = "Error" if outcome.result == FAILED else "Informational"
+    priority = Priority.CRITICAL if withheld else Priority.ERROR if outcome.result == FAILED \
+        else Priority.INFORMATIONAL
     return Alert(rule=RECORD_RULE, priority=priority, source="internal", time_ns=time.time_ns(),
                  output=output, output_fields=fields, tags=[],
                  hostname=alert.hostname if alert is not None else hostname, extra=extra)

@@ -157,6 +157,12 @@ def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str], ruleset: An
         errors.append(f"{loc.item(i, 'max_per_minute')}: {label}: max_per_minute must be an integer "
                       f"0 or more (0: no limit), got {max_pm!r}")
         max_pm = DEFAULT_MAX_PER_MINUTE
+    if (cls is not None and match is not None and getattr(cls, "AUDIT_OPT_IN", False)
+            and "k8s_audit" in match.sources and not params.get("audit_rules")):
+        errors.append(f"{loc.item(i, 'match', 'sources')}: {label}: {do} acts on audit alerts only for the "
+                      "rules named in with.audit_rules (an audit event is what its sender claims); name "
+                      "them, or drop k8s_audit from match.sources")
+        return None
     if cls is None or match is None:
         return None
     return ActionSpec(name=name, do=do, match=match, params=params, cooldown=cooldown,
@@ -255,7 +261,8 @@ def _compile(text: str, sources: tuple[str, ...], where: str, label: str,
             continue
         try:
             out[source] = compile_filter(text, source, lists=getattr(ruleset, "lists", None),
-                                         macros=getattr(ruleset, "macros", None))
+                                         macros=getattr(ruleset, "macros", None),
+                                         context=getattr(ruleset, "context", None))
         except Exception as e:  # the engine's errors vary by stage; all of them mean "fix the text"
             errors.append(f"{where}: {label}: match.condition does not compile for source "
                           f"{source}: {e}")

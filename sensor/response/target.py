@@ -10,12 +10,14 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Target:
     """`key` identifies the target for cooldowns; `text` names it in records; `namespace` is the
-    Kubernetes namespace it lives in, when known (for response.exclude_namespaces)."""
+    Kubernetes namespace it lives in, when known (for response.exclude_namespaces); `group` is what
+    the target's max_per_minute is counted per (a cgroup, a namespace; None: the whole action)."""
 
     key: Hashable
     text: str
     namespace: str | None = None
     data: Any = None
+    group: Hashable = None
 
 
 def event_value(alert: Any, field: str) -> Any:

@@ -3,6 +3,10 @@
 Transient failures (connection errors, timeouts, HTTP 429 and 5xx) are retried `retries` times
 with a doubling backoff; any other status is a failure at once. Only this action's thread waits.
 The cooldown target is the alert's rule, so `cooldown` reads "at most once per rule per period".
+
+Redirects are not followed: urllib would re-send the request, Authorization header included, to
+whatever host the Location names, and report the third party's 200 as ours. A 3xx is recorded as
+a failure naming where it pointed; only a 2xx from `url` itself is "done".
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from sensor.response.target import Target
 BACKOFF_S = 0.5
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every 3xx into an HTTPError instead of a new request elsewhere."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
 def _check_url(value: str) -> str:
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -35,6 +46,13 @@ def shown_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1]
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def _opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    handlers: list[Any] = [_NoRedirects()]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
 
 
 class HttpPost:
@@ -59,6 +77,7 @@ class HttpPost:
         self.timeout = float(params["timeout"])
         self.retries = int(params["retries"])
         self.context = self._tls(params) if self.url.startswith("https:") else None
+        self.opener = _opener(self.context)
 
     @staticmethod
     def _tls(params: dict[str, Any]) -> ssl.SSLContext:
@@ -83,10 +102,15 @@ class HttpPost:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
+                with self.opener.open(req, timeout=self.timeout) as resp:
                     return done(f"POSTed the alert to {target.text}: HTTP {resp.status}", target.text)
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code} {e.reason}"
+                if 300 <= e.code < 400:
+                    where = shown_url(e.headers.get("Location", "")) if e.headers else ""
+                    return failed(f"POST to {target.text} answered {last}, a redirect"
+                                  f"{' to ' + where if where else ''}; not followed (the alert and its "
+                                  "headers go only to with.url)", target.text)
                 if e.code != 429 and e.code < 500:
                     return failed(f"POST to {target.text} answered {last}", target.text)
             except (urllib.error.URLError, OSError) as e:

@@ -32,6 +32,13 @@ log = logging.getLogger("falconet.response")
 DROP_REPORT_INTERVAL_S = 5.0
 
 
+def _group_text(group: Any) -> str:
+    """How a target group reads in a record: ("cgroup", "/a/b") → cgroup /a/b."""
+    if isinstance(group, tuple) and len(group) == 2:
+        return f"{group[0]} {group[1]}"
+    return str(group)
+
+
 class ActionContext:
     """What actions share: the Kubernetes client, made once when the first k8s action needs it."""
 
@@ -113,9 +120,13 @@ class Lane:
             return skipped("cooldown", f"acted on {target.text} within the last "
                                        f"{self.spec.cooldown:g}s ({left:.1f}s of cooldown left)",
                            target.text)
-        if not self.rate.allows():
-            return skipped("rate_limit", f"{self.spec.max_per_minute} actions in the last minute "
-                                         "(max_per_minute)", target.text)
+        if not self.rate.allows(target.group):
+            where = f" on {_group_text(target.group)}" if target.group is not None else ""
+            log.warning("response action %s withheld on %s: max_per_minute (%d) reached%s",
+                        self.spec.name, target.text, self.spec.max_per_minute, where)
+            return skipped("rate_limit", f"WITHHELD: {self.spec.max_per_minute} actions in the last minute"
+                                         f"{where} (max_per_minute); {target.text} was not acted on",
+                           target.text)
         return None
 
     def _execute(self, alert: Alert, target: Target, dry_run: bool) -> Outcome:
@@ -126,9 +137,9 @@ class Lane:
             outcome = failed(f"unexpected {type(e).__name__}: {e}", target.text)
         if outcome.result == DONE or outcome.reason == "dry_run":
             self.cooldown.note(target.key)
-            self.rate.note()
+            self.rate.note(target.group)
         elif outcome.result == FAILED:
-            self.rate.note()      # a failing endpoint is not hammered faster than the limit
+            self.rate.note(target.group)      # a failing endpoint is not hammered faster than the limit
         return outcome
 
     def _report_drops(self, force: bool = False) -> None:

@@ -137,8 +137,10 @@ def preflight() -> str | None:
     if not any(Path(p, "events", "syscalls").is_dir() for p in ("/sys/kernel/tracing",
                                                                "/sys/kernel/debug/tracing")):
         return "tracefs is not mounted; run: mount -t tracefs tracefs /sys/kernel/tracing"
-    if not Path(f"/lib/modules/{os.uname().release}/build").exists():
-        return (f"no kernel headers at /lib/modules/{os.uname().release}/build (bcc needs some); "
+    # bcc reads BCC_KERNEL_SOURCE before /lib/modules (the sensor image carries its own headers).
+    headers = os.environ.get("BCC_KERNEL_SOURCE") or f"/lib/modules/{os.uname().release}/build"
+    if not Path(headers).exists():
+        return (f"no kernel headers at {headers} (bcc needs some); "
                 "scripts/setup.sh installs and links them")
     return None
 

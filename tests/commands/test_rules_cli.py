@@ -131,6 +131,16 @@ def test_replay_prints_alerts(tmp_path: Path) -> None:
     assert ": Warning Sensitive file opened for reading by an untrusted program (file=/etc/shadow" in text.stdout
 
 
+def test_replay_adds_static_fields_without_replacing_the_rules_own(tmp_path: Path) -> None:
+    f = tmp_path / "cap.jsonl"
+    f.write_text(json.dumps(SHADOW) + "\n")
+    r = falconet("replay", str(f), "-r", str(BUNDLED), "--json",
+                 "-o", "static_fields={env: prod, proc.pid: 1}")
+    assert r.returncode == 0, r.stderr
+    fields = json.loads(r.stdout)["output_fields"]
+    assert fields["env"] == "prod" and fields["proc.pid"] == 4242
+
+
 def test_replay_from_stdin_and_selection(tmp_path: Path) -> None:
     r = falconet("replay", "-", "-r", str(BUNDLED), "-D", "Sensitive*", stdin=json.dumps(SHADOW) + "\n")
     assert r.returncode == 0 and r.stdout == ""
@@ -176,3 +186,79 @@ def test_default_configuration_loads_the_bundled_rules() -> None:
     r = falconet("-L")
     assert r.returncode == 0, r.stderr
     assert "Shell spawned in container" in r.stdout and "Sensitive file read" in r.stdout
+
+
+# -- rules are data (issue 14, findings 1 and 18) ------------------------------------------------
+
+def _peak_rss_mb(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI in a child that reports its own peak resident memory (MiB) on stderr's last line."""
+    code = ("import resource, sys\nfrom sensor.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit as e:\n    rc = e.code\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    return r, float(r.stderr.splitlines()[-1])
+
+
+def test_a_rules_file_cannot_run_python_through_a_field_argument(tmp_path: Path) -> None:
+    out = tmp_path / "pwned"
+    arg = f"X]@ or __import__('os').system('id > {out}') or @proc.env[X"
+    rules = tmp_path / "attack.yaml"
+    rules.write_text(f"- rule: attack\n  desc: d\n  condition: |-\n    evt.type = openat and proc.env[\"{arg}\"] = yy\n"
+                     "  output: o\n  priority: Warning\n"
+                     "- rule: at\n  desc: d\n  condition: ka.uri.param[a@b] = x\n  output: o\n"
+                     "  priority: Warning\n  source: k8s_audit\n")
+    r = falconet("-V", str(rules))
+    assert r.returncode == 0 and f"{rules}: Ok" in r.stdout     # a legal (if odd) field argument
+    events = tmp_path / "events.jsonl"
+    audit = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": "1",
+             "stage": "ResponseComplete", "requestURI": "/api/v1/pods?a@b=x", "verb": "get",
+             "user": {"username": "u"}, "objectRef": {"resource": "pods"},
+             "stageTimestamp": "2024-01-01T00:00:00.000000Z"}
+    events.write_text(json.dumps({"source": "syscall", "fields": {"evt.type": "openat", "proc.name": "cat"}})
+                      + "\n" + json.dumps({"source": "syscall", "fields": {"evt.type": "openat",
+                                                                           f"proc.env[{arg}]": "yy"}})
+                      + "\n" + json.dumps(audit) + "\n")
+    r = falconet("replay", str(events), "-r", str(rules), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["rule"] for line in r.stdout.splitlines()] == ["attack", "at"]
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_a_deep_macro_chain_is_one_clear_error_in_bounded_memory(tmp_path: Path) -> None:
+    rules = tmp_path / "deep.yaml"
+    rules.write_text("- macro: m0\n  condition: proc.name = a\n"
+                     + "".join(f"- macro: m{i}\n  condition: not (m{i - 1} and proc.pid = {i})\n"
+                               for i in range(1, 3000))
+                     + "- rule: r\n  desc: d\n  condition: evt.type = execve and m2999\n  output: o\n"
+                       "  priority: Warning\n")
+    r, peak = _peak_rss_mb("rules", "validate", "--json", str(rules))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    (res,) = json.loads(r.stdout)["falco_load_results"]
+    (err,) = res["errors"]
+    assert err["code"] == "LOAD_ERR_COMPILE_CONDITION"
+    assert "nests more than 100 levels deep" in err["message"] and "\n" not in err["message"]
+    assert err["context"]["locations"][0]["item_name"] == "r"
+    assert peak < 200, f"{peak} MiB"
+
+
+def test_a_five_megabyte_string_loads_in_bounded_memory(tmp_path: Path) -> None:
+    rules = tmp_path / "huge.yaml"
+    rules.write_text(f'- rule: r\n  desc: d\n  condition: evt.type = openat and proc.name = "{"x" * 5_000_000}"\n'
+                     "  output: o\n  priority: Warning\n")
+    r, peak = _peak_rss_mb("-V", str(rules))
+    assert r.returncode == 0 and f"{rules}: Ok" in r.stdout
+    assert peak < 250, f"{peak} MiB"        # 1.2 GB before the lexer stopped backtracking per character
+
+
+def test_schema_warnings_do_not_fail_validation(tmp_path: Path) -> None:
+    rules = tmp_path / "capture.yaml"
+    rules.write_text("- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: Warning\n"
+                     "  capture: 'yes'\n")
+    r = falconet("-V", str(rules))
+    assert r.returncode == 0 and f"{rules}: Ok" in r.stdout
+    assert f"schema warning: {rules}:6:12: rule 'r': value of 'capture' must be a boolean" in r.stdout
+    r = falconet("rules", "validate", "--json", str(rules))
+    (res,) = json.loads(r.stdout)["falco_load_results"]
+    assert res["successful"] is True and res["schema_valid"] is False and len(res["schema_warnings"]) == 1

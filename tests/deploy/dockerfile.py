@@ -68,6 +68,21 @@ def parse(path: str | Path) -> list[Instruction]:
     return out
 
 
+def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
+    """`ARG NAME=default` values (an ARG without a default is left out)."""
+    out = {}
+    for i in instructions:
+        if i.keyword == "ARG" and "=" in i.text:
+            name, _, value = i.text.strip().partition("=")
+            out[name] = value.strip().strip('"')
+    return out
+
+
+def expand(text: str, args: dict[str, str]) -> str:
+    """`$NAME` and `${NAME}` replaced as the builder replaces build arguments."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
 def ignore_patterns(path: str | Path) -> list[str]:
     """The patterns of a .dockerignore (comments and blank lines dropped, leading / removed)."""
     p = Path(path)

@@ -1,5 +1,8 @@
 """The sensor image (Dockerfile, .dockerignore at the repository root): Debian bookworm, Debian's bcc,
-Falconet installed from the checkout into a venv linked to bcc as scripts/setup.sh does."""
+Falconet installed from the checkout into a venv linked to bcc as scripts/setup.sh does, and
+Debian's generic kernel headers, so the host gives it nothing but what the kernel exposes.
+
+tests/e2e/test_containers_sensor_image.py builds it with podman and runs it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import re
 import tomllib
 
 from .deploy_files import ROOT
-from .dockerfile import Instruction, ignore_patterns, is_ignored
+from .dockerfile import Instruction, arg_defaults, expand, ignore_patterns, is_ignored
 from .dockerfile import parse as parse_dockerfile
 
 
@@ -19,11 +22,27 @@ def run_text() -> str:
     return " ".join(i.text for i in instructions() if i.keyword == "RUN")
 
 
-def test_base_is_a_pinned_debian_bookworm() -> None:
+def test_base_is_a_build_argument_defaulting_to_a_pinned_debian_bookworm() -> None:
     froms = [i for i in instructions() if i.keyword == "FROM"]
     assert len(froms) == 1
-    image = froms[0].positional()[0]
+    # A build where no registry answers passes another Debian 12 root filesystem as BASE_IMAGE.
+    assert froms[0].positional()[0] == "${BASE_IMAGE}"
+    first = instructions()[0]
+    assert first.keyword == "ARG" and first.text.startswith("BASE_IMAGE="), "ARG before FROM, to be usable in it"
+    image = expand(froms[0].positional()[0], arg_defaults(instructions()))
     assert re.fullmatch(r"debian:12\.\d+(-slim)?", image), f"{image}: Debian 12 (bookworm) with an exact tag"
+
+
+def test_the_image_carries_debians_generic_kernel_headers_for_bcc() -> None:
+    run = run_text()
+    # The headers package of the build's architecture, unpacked (installing it pulls a compiler).
+    assert 'apt-cache depends "linux-headers-$arch"' in run and "apt-get download" in run
+    assert "dpkg-deb -x" in run
+    env = " ".join(i.text for i in instructions() if i.keyword == "ENV")
+    source = re.search(r"BCC_KERNEL_SOURCE=(\S+)", env)
+    assert source is not None, "bcc is told where the headers are"
+    assert f"{source.group(1)}/" in run and "include/linux/kconfig.h" in run, "the build checks the tree it made"
+    assert "/lib/modules" not in run
 
 
 def test_bcc_comes_from_debian_and_the_venv_links_it_as_setup_sh_does() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -312,8 +313,11 @@ def test_the_kubeconfig_validator_refuses_broken_configs() -> None:
 # `falconet certs`
 # ---------------------------------------------------------------------------------------------
 
-def certs(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FALCONET, "certs", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+def certs(*args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "FALCONET_AUDIT_WEBHOOK_TOKEN"}
+    return subprocess.run([*FALCONET, "certs", *args], capture_output=True, text=True, cwd=cwd, timeout=60,
+                          input=stdin, env={**environ, **(env or {})})
 
 
 def sans(cert: x509.Certificate) -> set[str]:
@@ -351,7 +355,7 @@ def test_certs_writes_a_certificate_the_printed_kubeconfig_trusts(tmp_path: Path
 
 def test_certs_secret_is_a_valid_tls_secret_matching_the_kubeconfig(tmp_path: Path) -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    out = certs("--secret", "--dir", ".", "--token", "t0ken-from-the-operator", cwd=tmp_path)
+    out = certs("--secret", "--dir", ".", "--token-file", "-", cwd=tmp_path, stdin="t0ken-from-the-operator\n")
     assert out.returncode == 0, out.stderr
     secret = yaml.safe_load(out.stdout)
     kubernetes_validate.validate(secret, "1.30", strict=True)
@@ -370,3 +374,52 @@ def test_certs_refuses_a_url_its_certificate_would_not_cover(tmp_path: Path) -> 
     assert out.returncode == 2 and "not be valid for 10.0.0.1" in out.stderr
     out = certs("--url", "http://10.0.0.1:9765/k8s-audit", cwd=tmp_path)
     assert out.returncode == 2 and "https" in out.stderr
+
+
+def test_certs_takes_the_token_from_a_file_or_the_environment_never_the_command_line(tmp_path: Path) -> None:
+    out = certs("--dir", "a", "--token", "s3cret-on-the-command-line", cwd=tmp_path)
+    assert out.returncode == 2 and "visible to every local user" in out.stderr
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "t").write_text("t0ken-from-a-file\n")
+    out = certs("--dir", "b", "--token-file", str(tmp_path / "t"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "b" / "token").read_text() == "t0ken-from-a-file\n"
+    out = certs("--dir", "c", cwd=tmp_path, env={"FALCONET_AUDIT_WEBHOOK_TOKEN": "t0ken-from-env"})
+    assert out.returncode == 0 and yaml.safe_load(out.stdout)["users"][0]["user"] == {"token": "t0ken-from-env"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare a directory as another user")
+def test_certs_refuses_a_directory_another_user_prepared(tmp_path: Path) -> None:
+    """The attack of issue 14 finding 11: `nobody` owns the directory and has planted the temporary
+    file names and a symlink; nothing may end up owned by nobody or readable by others."""
+    trap = tmp_path / "trap"
+    trap.mkdir(mode=0o777)
+    os.chmod(trap, 0o777)
+    nobody = 65534
+    os.chown(trap, nobody, nobody)
+    for name in (".tls.key.tmp", ".token.tmp"):
+        (trap / name).write_text("")
+        os.chmod(trap / name, 0o666)
+        os.chown(trap / name, nobody, nobody)
+    os.symlink("/tmp/falconet-attack-target", trap / "tls.key")
+    out = certs("--dir", str(trap), cwd=tmp_path)
+    assert out.returncode == 4
+    assert f"{trap} belongs to nobody (uid 65534)" in out.stderr and "Traceback" not in out.stderr
+    assert not Path("/tmp/falconet-attack-target").exists()
+    assert sorted(p.name for p in trap.iterdir()) == [".tls.key.tmp", ".token.tmp", "tls.key"]
+    # Root's own directory that others may write to is refused too.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    out = certs("--dir", str(shared), cwd=tmp_path)
+    assert out.returncode == 4 and "is writable by others (mode 1777)" in out.stderr
+
+
+def test_certs_files_have_their_modes_whatever_the_umask(tmp_path: Path) -> None:
+    out = subprocess.run(["sh", "-c", "umask 000 && exec \"$@\"", "sh", *FALCONET, "certs", "--dir", "tls"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "tls").iterdir()}
+    assert modes == {"ca.crt": 0o644, "tls.crt": 0o644, "tls.key": 0o600, "token": 0o600,
+                     "webhook-kubeconfig.yaml": 0o600}
+    assert (tmp_path / "tls").stat().st_mode & 0o777 == 0o700

@@ -33,7 +33,7 @@ def test_privileged_container_with_the_docker_socket_mounted(tmp_path: Path) -> 
     c = FakeContainer("docker")            # a real cgroup v2 directory with Docker's layout
     cid = c.full_id
     docs = {cid: {
-        "Id": cid, "Name": "/falconet-e2e", "Image": "sha256:" + "cd" * 32,
+        "Id": cid, "Created": "2024-05-01T09:59:59Z", "Name": "/falconet-e2e", "Image": "sha256:" + "cd" * 32,
         "Config": {"Image": "docker.io/library/alpine:3.20", "Labels": {}},
         "HostConfig": {"Privileged": True},
         "State": {"StartedAt": "2024-05-01T10:00:00Z"},

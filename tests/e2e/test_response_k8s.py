@@ -93,6 +93,7 @@ def api():
 
 
 def action(do: str, **with_: Any) -> str:
+    with_.setdefault("audit_rules", [RULE])        # audit alerts are acted on only for named rules
     item = {"name": f"{do}-on-exec", "match": {"rules": [RULE], "sources": ["k8s_audit"]}, "do": do,
             "with": with_}
     return "response.actions[]=" + json.dumps(item)
@@ -166,3 +167,54 @@ def test_invalid_action_is_a_config_error_naming_the_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert f"{cfg}:6: response action 'x': unknown `do` value 'k8s_quarantine'" in proc.stderr
+
+
+def test_a_denied_exec_posted_to_the_webhook_never_deletes_the_pod(tmp_path):
+    """Issue 14 finding 2, as the review did it: a POST to the audit webhook carrying a denied (403)
+    request by mallory for prod/payments-db-0, with a k8s_delete_pod action configured."""
+    import http.client
+    import socket
+    import ssl
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    denied = exec_event("prod", "payments-db-0", "d1")
+    denied["responseStatus"] = {"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403}
+    denied["annotations"] = {"authorization.k8s.io/decision": "forbid"}
+    empty = tmp_path / "none.log"
+    empty.write_text("")
+    with FakeKubeAPI() as api:
+        api.add_pod("prod", "payments-db-0")
+        run = Run(tmp_path, empty, action("k8s_delete_pod"), "k8s_audit.webhook.enabled=true",
+                  f"k8s_audit.webhook.listen=127.0.0.1:{port}", "response.dry_run=false",
+                  f"response.kubeconfig={api.kubeconfig(tmp_path / 'kubeconfig')}")
+        try:
+            state = tmp_path / "state" / "k8s_audit"
+            deadline = time.monotonic() + 30
+            while not (state / "token").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            ctx = ssl.create_default_context(cafile=str(state / "ca.crt"))
+
+            def post(headers: dict[str, str]) -> int:
+                while True:
+                    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+                    try:
+                        conn.request("POST", "/k8s-audit", body=json.dumps(denied),
+                                     headers={"Content-Type": "application/json", **headers})
+                        return conn.getresponse().status
+                    except ConnectionRefusedError:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.1)
+                    finally:
+                        conn.close()
+
+            assert post({}) == 401                                   # the review's POST: no token
+            token = (state / "token").read_text().strip()
+            assert post({"Authorization": f"Bearer {token}"}) == 200     # even with the token ...
+            (rec,) = run.records(1)
+        finally:
+            run.stop()
+        assert rec["output_fields"]["response.reason"] == "failed_request"
+        assert "the request by mallory failed (HTTP 403)" in rec["output"]
+        assert api.calls("DELETE") == [] and ("prod", "payments-db-0") in api.state.pods

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from sensor import outputs
+from sensor.outputs.channel import Channel, DeliveryError
+from sensor.outputs.dispatch import Outputs
+from sensor.outputs.queue import MemoryQueue
 
 from .conftest import load_cfg, make_alert, wait_until
 
@@ -29,6 +32,20 @@ def test_every_channel_gets_every_alert(tmp_path: Path) -> None:
     assert len(a.read_text().splitlines()) == 20
     assert wait_until(lambda: len(b.read_text().splitlines()) == 20)
     assert out.stats()["submitted"] == 20
+
+
+def test_static_fields_reach_every_alert_once(tmp_path: Path) -> None:
+    a = tmp_path / "a.jsonl"
+    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={a}",
+                                 "file_output.format=json", "static_fields={env: prod, proc.name: other}"))
+    internal = make_alert(2, source="internal", output_fields={})
+    for alert in (make_alert(1), internal):
+        out.submit(alert)
+    assert out.flush(10)
+    out.close()
+    docs = [json.loads(line) for line in a.read_text().splitlines()]
+    assert [d["output_fields"]["env"] for d in docs] == ["prod", "prod"]
+    assert docs[0]["output_fields"]["proc.name"] == "bash"          # a rule's own field wins
 
 
 def test_drops_are_counted_and_reported(tmp_path: Path) -> None:
@@ -59,23 +76,36 @@ def test_drops_are_counted_and_reported(tmp_path: Path) -> None:
     assert reports[0]["output"].endswith("7 alerts could not be queued or delivered (file.queue_full=7)")
 
 
-def test_a_reload_hands_queued_alerts_to_the_new_channels(tmp_path: Path) -> None:
-    import os
+class StuckTransport:
+    """A file channel's transport whose send hangs until the channel closes it (a peer that does
+    not answer): `entered` is set once the worker is inside the send."""
 
-    blocked = tmp_path / "fifo"
-    os.mkfifo(blocked)                   # nobody reads it yet: the file channel cannot deliver
-    path = tmp_path / "after.jsonl"
-    old = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={blocked}",
-                                 "json_output=true"))
+    name = "file"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._released = threading.Event()
+
+    def send(self, records: list[bytes]) -> int:
+        self.entered.set()
+        self._released.wait(30)
+        raise DeliveryError("the peer went away", delivered=0)
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._released.set()
+
+
+def test_a_reload_hands_queued_alerts_to_the_new_channels(tmp_path: Path) -> None:
+    stuck = StuckTransport()
+    old = Outputs([Channel(stuck, lambda a: b"", MemoryQueue(100))]).start()
     for i in range(6):
         old.submit(make_alert(i))
-    import threading
-
-    # Unblock the stuck open() once close() has given up on it (the worker holds the first batch).
-    opener = threading.Timer(0.3, lambda: open(blocked, "rb").close())
-    opener.start()
+    assert stuck.entered.wait(10)                 # the worker holds the batch, inside the send
+    path = tmp_path / "after.jsonl"
     left = old.close(timeout=0, keep=True)
-    opener.join()
     assert {k: len(v) for k, v in left.items()} == {"file": 6}
     assert old.drops() == 0
     new = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",

@@ -4,6 +4,7 @@ the bodies, idempotency, --overwrite, credentials, TLS trust, and every way it c
 from __future__ import annotations
 
 import base64
+import io
 
 import pytest
 from fakes.elastic import FakeElasticsearch, FakeKibana
@@ -132,11 +133,11 @@ def test_basic_auth_is_sent_on_every_call(capsys, monkeypatch):
 
 def test_wrong_password_is_a_401_with_what_to_check(capsys, monkeypatch):
     with FakeElasticsearch(users={"elastic": "s3cret"}) as es:
-        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic",
-                     "--password", "wrong", *ES_ONLY)
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic", *ES_ONLY,
+                     env={"FALCONET_PASSWORD": "wrong"})
     assert r.code == 1
     assert r.err.startswith(f"falconet: error: Elasticsearch at {es.url} rejected the credentials (401) on GET /")
-    assert "check --username/--password" in r.err
+    assert "check --username and its password (FALCONET_PASSWORD / --password-file)" in r.err
     assert "Traceback" not in r.err
 
 
@@ -152,17 +153,18 @@ def test_api_key_is_sent_encoded(capsys, monkeypatch, given):
 
 def test_bad_api_key_names_the_option(capsys, monkeypatch):
     with FakeElasticsearch(api_keys={"Z29vZA=="}) as es:
-        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--only", "ilm", "--api-key", "YmFk")
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--only", "ilm",
+                     env={"FALCONET_ES_API_KEY": "YmFk"})
     assert r.code == 1
     assert "rejected the credentials (401)" in r.err
-    assert "check --api-key / FALCONET_ES_API_KEY" in r.err
+    assert "check the API key in FALCONET_ES_API_KEY / --api-key-file" in r.err
 
 
 def test_api_key_and_password_together_are_refused(capsys, monkeypatch):
-    r = falconet(capsys, monkeypatch, "provision", "--only", "ilm", "--api-key", "x", "--username", "u",
-                 "--password", "p")
+    r = falconet(capsys, monkeypatch, "provision", "--only", "ilm", "--es-url", "http://127.0.0.1:1",
+                 "--username", "u", env={"FALCONET_ES_API_KEY": "x", "FALCONET_PASSWORD": "p"})
     assert r.code == 1
-    assert "either --api-key or --username/--password" in r.err
+    assert "give either an API key or --username with a password, not both" in r.err
 
 
 ALL = {"monitor", "manage_ilm", "manage_index_templates", "manage_pipeline", "create_index",
@@ -273,3 +275,59 @@ def test_missing_ca_file_is_named(es, capsys, monkeypatch, tmp_path):
                  "--ca-cert", str(tmp_path / "nope.pem"), "--only", "ilm")
     assert r.code == 1
     assert f"--ca-cert {tmp_path / 'nope.pem'}: no such file" in r.err
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials (issue 14, finding 12)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["--password", "--api-key"])
+def test_a_secret_on_the_command_line_is_refused_before_anything_is_sent(es, capsys, monkeypatch, option):
+    r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic", option, "s3cret",
+                 *ES_ONLY)
+    assert r.code == 2 and "visible to every local user (ps)" in r.err
+    assert es.calls() == []
+
+
+def test_the_password_from_a_file_or_standard_input(tmp_path, capsys, monkeypatch):
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    with FakeElasticsearch(users={"elastic": "s3cret"}) as es:
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic",
+                     "--password-file", str(pw), *ES_ONLY)
+        assert r.code == 0, r.err
+        monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic",
+                     "--password-file", "-", *ES_ONLY)
+        assert r.code == 0, r.err
+
+
+def test_without_a_password_and_no_terminal_the_username_is_refused(es, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic", *ES_ONLY)
+    assert r.code == 2 and "needs a password: set FALCONET_PASSWORD" in r.err
+    assert es.calls() == []
+
+
+def test_credentials_are_never_sent_to_a_kibana_url_nobody_gave(es, capsys, monkeypatch):
+    """The review: without --kibana-url, the Elasticsearch credentials went in clear to
+    http://localhost:5601, where anyone on the host may listen."""
+    r = falconet(capsys, monkeypatch, "provision", "--es-url", es.url, "--username", "elastic",
+                 env={"FALCONET_PASSWORD": "s3cret"})
+    assert r.code == 2
+    assert "credentials are sent only to URLs you name: give --kibana-url (or FALCONET_KIBANA_URL)" in r.err
+    assert es.calls() == []
+    r = falconet(capsys, monkeypatch, "provision", *ES_ONLY, env={"FALCONET_ES_API_KEY": "k"})
+    assert r.code == 2 and "give --es-url (or FALCONET_ES_URL)" in r.err
+
+
+def test_credentials_in_a_url_are_used_and_never_shown(capsys, monkeypatch):
+    with FakeElasticsearch(users={"elastic": "s3cret"}) as es:
+        with_creds = es.url.replace("http://", "http://elastic:s3cret@")
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", with_creds, *ES_ONLY)
+        assert r.code == 0, r.err
+        assert f"at {es.url}" in r.out
+        wrong = es.url.replace("http://", "http://elastic:wr0ng-pw@")
+        r = falconet(capsys, monkeypatch, "provision", "--es-url", wrong, *ES_ONLY)
+    assert r.code == 1 and "rejected the credentials (401)" in r.err
+    assert "wr0ng-pw" not in r.out + r.err and "s3cret" not in r.out + r.err

@@ -143,7 +143,7 @@ def test_kibana_401(capsys, monkeypatch):
         r = falconet(capsys, monkeypatch, "provision", "--kibana-url", kibana.url, *DASH)
     assert r.code == 1
     assert f"Kibana at {kibana.url} rejected the credentials (401) on GET {kibana.url}/api/status" in r.err
-    assert "pass --username/--password or --api-key" in r.err
+    assert "give --username (its password in FALCONET_PASSWORD or --password-file) or an API key" in r.err
 
 
 def test_kibana_403_names_the_saved_objects_privileges(capsys, monkeypatch):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -203,3 +206,69 @@ def test_signal_names(given, expected):
 def test_unknown_signal_names_the_choices():
     with pytest.raises(ValueError, match="KILL, TERM"):
         parse_signal("NOPE")
+
+
+# ---------------------------------------------------------------------------------------------
+# A tree kill when the sensor is short of file descriptors (issue 14, finding 15)
+# ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def fd_pressure(free: int):
+    """Only `free` more file descriptors can be opened in this process until the block ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = max(int(n) for n in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 64, hard))
+    held: list[int] = []
+    try:
+        while True:
+            try:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError as e:
+                if e.errno != errno.EMFILE:
+                    raise
+                break
+        for _ in range(free):
+            os.close(held.pop())
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.parametrize(("free", "result", "text"), [
+    (3, "done", "sent SIGKILL to pid {pid} and 3 descendant(s)"),
+    (2, "failed", "sent SIGKILL to pid {pid} and 0 descendant(s); the descendants could not all be listed "
+                  "(Too many open files)"),
+    (1, "failed", "cannot act on pid {pid}: Too many open files; SIGKILL not sent"),
+])
+def test_a_tree_kill_short_of_descriptors_counts_truly_and_leaves_nothing_stopped(spawn, free, result, text):
+    p = spawn("sh", "-c", "sleep 60 & sleep 60 & sleep 60 & wait")
+    deadline = time.monotonic() + 5
+    while len(procfs.descendants(p.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    below = procfs.descendants(p.pid)
+    assert len(below) == 3
+    action = KillProcess({"signal": "KILL", "tree": True})
+    a = alert(event_fields(p.pid))
+    target = action.resolve(a)
+    assert isinstance(target, Target)
+    try:
+        with fd_pressure(free):
+            out = action.execute(a, target, False)
+        assert out.result == result and out.text == text.format(pid=p.pid), out
+        states = [_state(pid) for pid in (p.pid, *(st.pid for st in below))]
+        assert "T" not in states, states          # nothing left stopped
+        if result == "done":
+            assert dead_within(p)
+    finally:
+        for st in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(st.pid, signal.SIGKILL)

@@ -179,24 +179,27 @@ def test_policy_failure_leaves_the_pod_unlabelled(tmp_path, api):
     assert api.calls("PATCH") == []
 
 
+OPTED_IN = '{audit_rules: ["Read sensitive*"]}'
+
+
 def test_audit_alert_targets_the_requests_pod(tmp_path, api):
     fields = {"ka.target.resource": "pods", "ka.target.namespace": "shop",
-              "ka.target.name": "web-7d4b9c-x2x9z", "ka.verb": "create"}
-    run_one(tmp_path, api, "k8s_label_pod", fields, source="k8s_audit")
+              "ka.target.name": "web-7d4b9c-x2x9z", "ka.verb": "patch", "ka.response.code": "200"}
+    run_one(tmp_path, api, "k8s_label_pod", fields, with_=OPTED_IN, source="k8s_audit")
     assert [c.path for c in api.calls("PATCH")] == ["/api/v1/namespaces/shop/pods/web-7d4b9c-x2x9z"]
 
 
 def test_audit_create_without_target_name_uses_the_response_name(tmp_path, api):
     fields = {"ka.target.resource": "pods", "ka.target.namespace": "shop",
-              "ka.resp.name": "web-7d4b9c-x2x9z", "ka.verb": "create"}
-    run_one(tmp_path, api, "k8s_delete_pod", fields, source="k8s_audit")
+              "ka.resp.name": "web-7d4b9c-x2x9z", "ka.verb": "create", "ka.response.code": "201"}
+    run_one(tmp_path, api, "k8s_delete_pod", fields, with_=OPTED_IN, source="k8s_audit")
     assert api.state.deleted == [("shop", "web-7d4b9c-x2x9z")]
 
 
 def test_audit_alert_about_another_resource_has_no_target(tmp_path, api):
     fields = {"ka.target.resource": "deployments", "ka.target.namespace": "shop",
-              "ka.target.name": "web"}
-    rec = run_one(tmp_path, api, "k8s_delete_pod", fields, source="k8s_audit")
+              "ka.target.name": "web", "ka.response.code": "200"}
+    rec = run_one(tmp_path, api, "k8s_delete_pod", fields, with_=OPTED_IN, source="k8s_audit")
     assert api.requests == []
     assert response_of(rec)["reason"] == "no_target"
     assert "deployments" in rec.output
@@ -215,3 +218,77 @@ def test_unreadable_kubeconfig_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         ResponseWorker(specs(tmp_path, "k8s_delete_pod"), Records(), kubeconfig=str(missing))
     assert str(missing) in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks from the security review (issue 14, findings 2 and 14)
+# ---------------------------------------------------------------------------------------------
+
+MALLORY = {"ka.target.resource": "pods", "ka.target.namespace": "prod", "ka.target.name": "payments-db-0",
+           "ka.verb": "delete", "ka.user.name": "mallory", "ka.response.code": "403",
+           "ka.auth.decision": "forbid", "ka.stage": "ResponseComplete"}
+
+
+@pytest.fixture
+def prod(api):
+    api.add_pod("prod", "payments-db-0")
+    return api
+
+
+def test_a_denied_request_by_mallory_never_deletes_the_pod_it_names(tmp_path, prod):
+    rec = run_one(tmp_path, prod, "k8s_delete_pod", MALLORY, with_=OPTED_IN, source="k8s_audit")
+    assert prod.requests == [] and ("prod", "payments-db-0") in prod.state.pods
+    assert response_of(rec)["reason"] == "failed_request"
+    assert "the request by mallory failed (HTTP 403)" in rec.output
+
+
+@pytest.mark.parametrize(("change", "text"), [
+    ({"ka.response.code": "500", "ka.auth.decision": "allow"}, "failed (HTTP 500)"),
+    ({"ka.response.code": "200", "ka.auth.decision": "forbid"}, "was denied by authorization"),
+    ({"ka.response.code": None, "ka.auth.decision": None, "ka.stage": "RequestReceived"},
+     "has no response code yet (stage RequestReceived)"),
+])
+def test_a_failed_denied_or_unanswered_request_is_not_acted_on(tmp_path, prod, change, text):
+    fields = {k: v for k, v in {**MALLORY, **change}.items() if v is not None}
+    rec = run_one(tmp_path, prod, "k8s_isolate_pod", fields, with_=OPTED_IN, source="k8s_audit")
+    assert prod.requests == []
+    assert response_of(rec)["reason"] == "failed_request" and text in rec.output
+
+
+def test_audit_alerts_are_acted_on_only_for_the_rules_an_action_opts_in(tmp_path, prod):
+    fields = {**MALLORY, "ka.response.code": "200", "ka.auth.decision": "allow"}
+    rec = run_one(tmp_path, prod, "k8s_delete_pod", fields, source="k8s_audit")       # no audit_rules
+    assert prod.requests == [] and response_of(rec)["reason"] == "audit_not_opted_in"
+    rec = run_one(tmp_path, prod, "k8s_delete_pod", fields, with_='{audit_rules: ["Other rule"]}',
+                  source="k8s_audit")
+    assert prod.requests == [] and response_of(rec)["reason"] == "audit_not_opted_in"
+    run_one(tmp_path, prod, "k8s_delete_pod", fields, with_=OPTED_IN, source="k8s_audit")
+    assert prod.state.deleted == [("prod", "payments-db-0")]
+
+
+def test_naming_k8s_audit_in_match_sources_without_audit_rules_is_a_config_error(tmp_path):
+    from sensor.errors import ConfigError
+
+    cfg = load_config(tmp_path, """
+response:
+  enabled: true
+  actions:
+    - name: act
+      match: {sources: [k8s_audit]}
+      do: k8s_delete_pod
+""")
+    with pytest.raises(ConfigError, match=r"falconet.yaml:6: response action 'act': k8s_delete_pod acts on audit "
+                                          r"alerts only for the rules named in with.audit_rules"):
+        parse_actions(cfg)
+
+
+@pytest.mark.parametrize(("ns", "name"), [
+    ("prod", ".."), ("prod", "a/b"), ("prod", ""), ("..", "web"), ("prod", "Web"), ("prod", "web%2F.."),
+    ("prod", "web?x=1"), ("pr od", "web"), ("prod", "a" * 254), ("p" * 64, "web")])
+def test_pod_names_kubernetes_would_refuse_are_never_put_in_an_api_path(tmp_path, api, ns, name):
+    fields = {"k8s.ns.name": ns, "k8s.pod.name": name, "proc.pid": 4242, "container.id": "0123456789ab"}
+    rec = run_one(tmp_path, api, "k8s_delete_pod", fields)
+    assert api.requests == []
+    assert response_of(rec)["reason"] in ("invalid_target", "no_target")
+    if name and ns:
+        assert response_of(rec)["reason"] == "invalid_target"

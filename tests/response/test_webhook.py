@@ -198,3 +198,36 @@ def test_tls_with_an_unknown_ca_fails_unless_told_not_to_verify(tmp_path, fast_b
         r.close()
     assert refused.result == "failed" and "CERTIFICATE_VERIFY_FAILED" in refused.text
     assert accepted.result == "done"
+
+
+def test_a_redirect_is_not_followed_with_the_authorization_header_and_is_a_failure():
+    """Issue 14 finding 13: a 302 to a third party got the Authorization header and the record
+    said "done, HTTP 200"."""
+    third = Receiver()
+    bounce = Receiver()
+    bounce_handler = bounce.server.RequestHandlerClass
+
+    def redirect(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(302)
+        self.send_header("Location", third.url)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    bounce_handler.do_POST = redirect
+
+    def capture(self):                 # urllib follows a 302 to a POST with a GET
+        third.got.append((dict(self.headers.items()), {}))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    third.server.RequestHandlerClass.do_GET = capture
+    try:
+        _, out = post(bounce.url, headers={"Authorization": "Bearer s3cret"}, retries=0)
+    finally:
+        bounce.close()
+        third.close()
+    assert third.got == []
+    assert (out.result, out.reason) == ("failed", "error")
+    assert f"answered HTTP 302 Found, a redirect to {third.url}; not followed" in out.text

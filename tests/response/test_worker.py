@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
+from sensor.alert import Priority
 from sensor.response.spec import parse_actions
 from sensor.response.worker import ResponseWorker
 
@@ -236,3 +241,62 @@ def test_a_condition_that_raises_is_counted_and_the_engine_goes_on(tmp_path):
     w.stop()
     assert w.stats()["match_errors"] == 1
     assert records.items == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoys cannot use up a kill action's budget (issue 14, finding 10)
+# ---------------------------------------------------------------------------------------------
+
+def _cgroup2_mount() -> Path | None:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == "cgroup2" and os.access(fields[1], os.W_OK):
+            return Path(fields[1])
+    return None
+
+
+@pytest.fixture
+def decoy_cgroup(spawn):
+    """A cgroup of its own (cgroup v2) to move processes into; removed when they are gone."""
+    mount = _cgroup2_mount()
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("needs root and a writable cgroup2 hierarchy")
+    path = mount / f"falconet-test-decoys-{os.getpid()}"
+    path.mkdir()
+    moved: list[int] = []
+
+    def move(pid: int) -> None:
+        (path / "cgroup.procs").write_text(str(pid))
+        moved.append(pid)
+
+    yield move
+    for pid in moved:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            path.rmdir()
+            break
+        except OSError:
+            time.sleep(0.05)
+
+
+def test_decoys_in_one_cgroup_cannot_spend_the_real_readers_kill_and_withholding_is_loud(
+        tmp_path, spawn, decoy_cgroup):
+    records = Records()
+    w = worker_for(tmp_path, kill_action(max_per_minute=5), records)
+    decoys = [spawn() for _ in range(8)]
+    for p in decoys:
+        decoy_cgroup(p.pid)
+    real = spawn()                                   # the real reader, in the test's own cgroup
+    for p in [*decoys, real]:
+        w.submit(alert(event_fields(p.pid)))
+    w.stop()
+    assert records.reasons() == ["done"] * 5 + ["rate_limit"] * 3 + ["done"]
+    assert dead_within(real)
+    withheld = records.items[5:8]
+    assert all(r.priority == Priority.CRITICAL for r in withheld)
+    assert all(r.output.startswith("Falconet response WITHHELD: action kill-shadow-readers") for r in withheld)
+    assert f"falconet-test-decoys-{os.getpid()}" in withheld[0].output
+    assert "was not acted on" in withheld[0].output

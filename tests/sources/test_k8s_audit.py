@@ -1,4 +1,4 @@
-"""Audit events from JSON (sensor/sources/k8s_audit.py): what is accepted, what is refused and why."""
+"""Audit events from JSON (sensor/sources/k8s_audit/): what is accepted, what is refused and why."""
 
 from __future__ import annotations
 
@@ -135,8 +135,8 @@ def test_no_audit_source_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_the_webhook_and_the_log_follower_from_the_configuration(tmp_path: Path) -> None:
-    from sensor.sources.k8s_audit_file import FileSource
-    from sensor.sources.k8s_audit_webhook import WebhookSource
+    from sensor.sources.k8s_audit.file import FileSource
+    from sensor.sources.k8s_audit.webhook import WebhookSource
 
     hook, files = configured(
         tmp_path, "k8s_audit.webhook.enabled=true", "k8s_audit.webhook.listen=127.0.0.1:9999",

@@ -1,4 +1,4 @@
-"""The webhook's TLS material (sensor/sources/k8s_audit_certs.py): a CA, a server certificate it signs,
+"""The webhook's TLS material (sensor/sources/k8s_audit/certs.py): a CA, a server certificate it signs,
 reuse and renewal of the self-signed one in state_dir."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from sensor.sources import k8s_audit_certs as certs
+from sensor.sources.k8s_audit import certs
 
 
 def load(pem: bytes) -> x509.Certificate:

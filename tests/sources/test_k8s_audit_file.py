@@ -1,4 +1,4 @@
-"""Following audit logs (sensor/sources/k8s_audit_file.py): every line exactly once, across rename
+"""Following audit logs (sensor/sources/k8s_audit/file.py): every line exactly once, across rename
 rotation, copytruncate and restarts."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from sensor.sources import k8s_audit_file
-from sensor.sources.k8s_audit_file import FileSource
+from sensor.sources.k8s_audit import file as k8s_audit_file
+from sensor.sources.k8s_audit.file import FileSource
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s_audit"
 SAMPLE = [json.loads(line) for line in (DATA / "events.jsonl").read_text().splitlines()]
@@ -279,3 +279,49 @@ def test_the_positions_file_is_replaced_atomically(log, state, monkeypatch) -> N
     assert (state / "k8s_audit" / "positions.json").read_text() == before
     src.stop()
     assert (state / "k8s_audit" / "positions.json").read_text() != before
+
+
+# ---------------------------------------------------------------------------------------------
+# The position file, against another local user (issue 14, finding 11)
+# ---------------------------------------------------------------------------------------------
+
+ROOT = os.geteuid() == 0
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to prepare files as another user")
+def test_a_planted_temporary_file_is_not_reused_and_the_positions_stay_private(log, state) -> None:
+    (state / "k8s_audit").mkdir(parents=True, mode=0o700)
+    planted = state / "k8s_audit" / ".positions.json.tmp"
+    planted.write_text("")
+    os.chmod(planted, 0o666)
+    os.chown(planted, 65534, 65534)
+    append(log, range(3))
+    src = start(log, state)
+    assert ids(read(src)) == want(range(3))
+    src.stop()
+    positions = state / "k8s_audit" / "positions.json"
+    st = positions.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    assert planted.read_text() == "" and planted.stat().st_uid == 65534
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to prepare files as another user")
+def test_a_position_directory_or_file_another_user_controls_is_refused_at_start(log, state) -> None:
+    from sensor.securefile import UnsafePathError
+
+    d = state / "k8s_audit"
+    d.mkdir(parents=True, mode=0o700)
+    os.chown(d, 65534, 65534)
+    with pytest.raises(UnsafePathError, match="belongs to nobody"):
+        start(log, state)
+    os.chown(d, 0, 0)
+    (d / "positions.json").write_text('{"version": 1, "files": {}}')
+    os.chown(d / "positions.json", 65534, 65534)
+    with pytest.raises(UnsafePathError, match=r"belongs to nobody .* may have been planted"):
+        start(log, state)
+
+
+def test_a_position_past_its_tail_or_negative_is_ignored() -> None:
+    assert k8s_audit_file.Position.from_json({"dev": 1, "ino": 2, "offset": -5, "tail": ""}) is None
+    assert k8s_audit_file.Position.from_json({"dev": 1, "ino": 2, "offset": 2, "tail": "YWJjZA=="}) is None
+    assert k8s_audit_file.Position.from_json({"dev": 1, "ino": 2, "offset": 9, "tail": "YWJjZA=="}) is not None

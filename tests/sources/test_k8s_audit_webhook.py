@@ -1,4 +1,4 @@
-"""The audit webhook (sensor/sources/k8s_audit_webhook.py), driven by real HTTPS requests on 127.0.0.1.
+"""The audit webhook (sensor/sources/k8s_audit/webhook.py), driven by real HTTPS requests on 127.0.0.1.
 
 Each test starts its own webhook on a free port with a certificate signed by a test CA, and talks to
 it the way kube-apiserver does: POSTing audit Events and EventLists as JSON over TLS.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -19,14 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sensor.errors import ConfigError, UnavailableError
-from sensor.sources import k8s_audit_certs
 from sensor.sources.k8s_audit import Limits
-from sensor.sources.k8s_audit_webhook import WebhookSource
+from sensor.sources.k8s_audit import certs as k8s_audit_certs
+from sensor.sources.k8s_audit.webhook import WebhookSource
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s_audit"
 EVENTS = [json.loads(line) for line in (DATA / "events.jsonl").read_text().splitlines()]
+TOKEN = "s3cr3t-test-token"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def webhook(tls: dict[str, Any], tmp_path: Path) -> Iterator[Callable[..., WebhookSource]]:
     started: list[WebhookSource] = []
 
-    def start(token: str | None = None, **limits: Any) -> WebhookSource:
+    def start(token: str | None = TOKEN, **limits: Any) -> WebhookSource:
         src = WebhookSource("127.0.0.1", 0, tls_cert=tls["cert"], tls_key=tls["key"], token=token,
                             limits=Limits(**limits), state_dir=tmp_path)
         src.start()
@@ -54,13 +57,15 @@ def webhook(tls: dict[str, Any], tmp_path: Path) -> Iterator[Callable[..., Webho
 
 
 def post(src: WebhookSource, ctx: ssl.SSLContext, body: Any, *, path: str = "/k8s-audit",
-         headers: dict[str, str] | None = None, conn: http.client.HTTPSConnection | None = None
-         ) -> tuple[int, dict[str, Any], http.client.HTTPResponse]:
-    """POST a JSON body (bytes are sent as they are); returns status, decoded answer, response."""
+         headers: dict[str, str] | None = None, conn: http.client.HTTPSConnection | None = None,
+         auth: bool = True) -> tuple[int, dict[str, Any], http.client.HTTPResponse]:
+    """POST a JSON body (bytes are sent as they are) with the webhook's bearer token as
+    kube-apiserver does (unless `auth` is false); returns status, decoded answer, response."""
     port = src.address[1]
     c = conn or http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    c.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    bearer = {"Authorization": f"Bearer {src.token.decode()}"} if src.token and auth else {}
+    c.request("POST", path, body=data, headers={"Content-Type": "application/json", **bearer, **(headers or {})})
     resp = c.getresponse()
     raw = resp.read()
     if conn is None:
@@ -86,6 +91,13 @@ def fresh(ev: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(ev)
     out["auditID"] = str(uuid.uuid4())
     return out
+
+
+def head(src: WebhookSource, *lines: bytes) -> bytes:
+    """The head of a POST to /k8s-audit with the bearer token, the JSON type and `lines`."""
+    auth = b"Authorization: Bearer %s\r\n" % src.token if src.token else b""
+    return (b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\n" + auth + b"Content-Type: application/json\r\n"
+            + b"".join(line + b"\r\n" for line in lines) + b"\r\n")
 
 
 def raw_tls(src: WebhookSource, ctx: ssl.SSLContext) -> ssl.SSLSocket:
@@ -199,8 +211,7 @@ def test_a_body_over_max_batch_size_is_413_and_the_connection_closed(webhook, tl
 def test_expect_100_continue_over_the_limit_is_refused_before_the_body(webhook, tls) -> None:
     src = webhook(max_batch_size=1024)
     s = raw_tls(src, tls["ctx"])
-    s.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-              b"Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n")
+    s.sendall(head(src, b"Content-Length: 5000000", b"Expect: 100-continue"))
     answer = read_all(s)
     s.close()
     assert answer.startswith(b"HTTP/1.1 413 ")
@@ -228,7 +239,7 @@ def test_an_event_over_max_event_size_is_413_and_the_others_are_queued(webhook, 
 ])
 def test_a_missing_or_wrong_bearer_token_is_refused(webhook, tls, headers, status, counter) -> None:
     src = webhook(token="s3cr3t-token")
-    got, answer, resp = post(src, tls["ctx"], EVENTS[1], headers=headers)
+    got, answer, resp = post(src, tls["ctx"], EVENTS[1], headers=headers, auth=False)
     assert got == status and answer["code"] == status
     if status == 401:
         assert resp.getheader("WWW-Authenticate") == 'Bearer realm="falconet"'
@@ -238,7 +249,7 @@ def test_a_missing_or_wrong_bearer_token_is_refused(webhook, tls, headers, statu
 
 def test_the_right_bearer_token_is_accepted(webhook, tls) -> None:
     src = webhook(token="s3cr3t-token")
-    assert post(src, tls["ctx"], EVENTS[1], headers={"Authorization": "Bearer s3cr3t-token"})[0] == 200
+    assert post(src, tls["ctx"], EVENTS[1], headers={"Authorization": "Bearer s3cr3t-token"}, auth=False)[0] == 200
     assert len(drain(src, 1)) == 1
 
 
@@ -263,7 +274,7 @@ def test_other_methods_paths_and_content_types(webhook, tls) -> None:
 def test_a_request_without_content_length_is_411(webhook, tls) -> None:
     src = webhook()
     s = raw_tls(src, tls["ctx"])
-    s.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n")
+    s.sendall(head(src))
     answer = read_all(s)
     s.close()
     assert answer.startswith(b"HTTP/1.1 411 ")
@@ -275,8 +286,7 @@ def test_a_chunked_body_is_read(webhook, tls) -> None:
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
                       for i in range(0, len(body), 1000))
     s = raw_tls(src, tls["ctx"])
-    s.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-              b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+    s.sendall(head(src, b"Transfer-Encoding: chunked", b"Connection: close") + chunks + b"0\r\n\r\n")
     answer = read_all(s)
     s.close()
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"status":"ok","accepted":4}\n')
@@ -310,8 +320,7 @@ def test_a_client_that_never_finishes_its_body_blocks_nobody_and_queues_nothing(
     src = webhook(request_timeout=1.0)
     slow = raw_tls(src, tls["ctx"])
     body = json.dumps(EVENTS[2]).encode()
-    slow.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
+    slow.sendall(head(src, b"Content-Length: %d" % len(body)) + body[:100])
     status, took = timed_post(src, tls["ctx"], EVENTS[1])
     assert status == 200 and took < 0.9
     assert read_all(slow) == b""
@@ -355,8 +364,7 @@ def test_idle_keep_alive_connections_are_closed_after_idle_timeout(webhook, tls)
     src = webhook(request_timeout=5.0, idle_timeout=0.5)
     s = raw_tls(src, tls["ctx"])
     body = json.dumps(EVENTS[1]).encode()
-    s.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    s.sendall(head(src, b"Content-Length: %d" % len(body)) + body)
     t = time.monotonic()
     answer = read_all(s, timeout=5)
     s.close()
@@ -431,27 +439,36 @@ def test_connections_over_max_connections_are_closed_and_counted(webhook, tls) -
 # Certificates, start and stop
 # ---------------------------------------------------------------------------------------------
 
-def test_without_a_certificate_one_is_generated_in_state_dir_and_its_ca_printed(tmp_path) -> None:
+def test_without_a_certificate_or_token_both_are_generated_in_state_dir_with_a_kubeconfig(tmp_path) -> None:
     notices: list[str] = []
     src = WebhookSource("127.0.0.1", 0, state_dir=tmp_path, tls_hosts=["audit.example.internal"],
                         notice=notices.append)
     src.start()
+    d = tmp_path / "k8s_audit"
     try:
-        ca = tmp_path / "k8s_audit" / "ca.crt"
+        ca = d / "ca.crt"
         assert src.ca_path == ca and ca.exists()
-        assert (tmp_path / "k8s_audit" / "tls.key").stat().st_mode & 0o777 == 0o600
+        for name in ("tls.key", "token", "webhook-kubeconfig.yaml"):
+            assert (d / name).stat().st_mode & 0o777 == 0o600, name
+        assert d.stat().st_mode & 0o777 == 0o700
         [text] = notices
-        assert str(ca) in text and "certificate-authority-data:" in text
-        assert "--audit-webhook-config-file" in text
+        assert f"Give kube-apiserver {d / 'webhook-kubeconfig.yaml'} as --audit-webhook-config-file" in text
+        token = (d / "token").read_text().strip()
+        assert len(token) >= 40 and token not in text          # the secret is in a file, not the log
+        kubeconfig = yaml.safe_load((d / "webhook-kubeconfig.yaml").read_text())
+        assert kubeconfig["users"][0]["user"] == {"token": token}
+        assert kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
         ctx = ssl.create_default_context(cafile=str(ca))
-        assert post(src, ctx, EVENTS[1])[0] == 200                  # verified as "localhost"
+        assert post(src, ctx, EVENTS[1], auth=False)[0] == 401          # verified as "localhost"
+        assert post(src, ctx, EVENTS[1])[0] == 200
     finally:
         src.stop()
     again = WebhookSource("127.0.0.1", 0, state_dir=tmp_path, tls_hosts=["audit.example.internal"],
                           notice=notices.append)
     again.start()
     again.stop()
-    assert len(notices) == 1                  # the same certificate is used again, silently
+    assert len(notices) == 1                  # the same certificate and token are used again, silently
+    assert again.token == token.encode()
 
 
 def test_a_missing_certificate_file_is_a_config_error_naming_it(tmp_path) -> None:
@@ -486,3 +503,191 @@ def test_stop_closes_the_port_and_can_be_called_twice(webhook, tls) -> None:
     src.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks from the security review (issue 14: findings 2, 5, 6, 16; issue 18's start-up warning)
+# ---------------------------------------------------------------------------------------------
+
+def budget_settles(src: WebhookSource, timeout: float = 5.0) -> int:
+    """The memory the webhook holds once the request threads have finished (they release it just
+    after the answer goes out)."""
+    deadline = time.monotonic() + timeout
+    while src.budget.used and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return src.budget.used
+
+
+def webhook_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "falconet.k8s_audit" and r.levelno >= logging.WARNING]
+
+
+def test_by_default_a_token_is_required_and_an_unauthenticated_post_queues_nothing(tls, tmp_path) -> None:
+    src = WebhookSource("127.0.0.1", 0, tls_cert=tls["cert"], tls_key=tls["key"], state_dir=tmp_path,
+                        notice=lambda text: None)
+    src.start()
+    try:
+        status, answer, _ = post(src, tls["ctx"], EVENTS[1], auth=False)
+        assert status == 401 and "bearer token is required" in answer["reason"]
+        assert drain(src, 1, timeout=0.3) == []
+        token = (tmp_path / "k8s_audit" / "token").read_text().strip()
+        assert src.token == token.encode()
+        assert post(src, tls["ctx"], EVENTS[1])[0] == 200
+    finally:
+        src.stop()
+
+
+def test_the_configuration_turns_auth_off_only_when_asked_and_never_with_a_token(tmp_path) -> None:
+    from sensor import config
+    from sensor.sources.k8s_audit import make_sources
+
+    def hook(*overrides: str) -> WebhookSource:
+        cfg = config.load(None, [f"state_dir={tmp_path}", "k8s_audit.webhook.enabled=true", *overrides])
+        return make_sources(cfg)[0]
+
+    assert hook().require_token and hook().token is None            # generated at start
+    assert not hook("k8s_audit.webhook.auth=none").require_token
+    with pytest.raises(ConfigError, match=r"token is set while k8s_audit\.webhook\.auth is none"):
+        hook("k8s_audit.webhook.auth=none", "k8s_audit.webhook.token=abc")
+
+
+@pytest.mark.parametrize(("host", "token", "warned"), [
+    ("0.0.0.0", None, True), ("127.0.0.1", None, False), ("0.0.0.0", "tok", False)])
+def test_listening_on_every_interface_without_a_token_is_warned_about(tls, tmp_path, caplog, host, token,
+                                                                      warned) -> None:
+    src = WebhookSource(host, 0, tls_cert=tls["cert"], tls_key=tls["key"], state_dir=tmp_path, token=token,
+                        require_token=False)
+    with caplog.at_level(logging.WARNING, logger="falconet.k8s_audit"):
+        src.start()
+        src.stop()
+    text = "\n".join(r.getMessage() for r in webhook_records(caplog))
+    assert ("listening on every interface with no bearer token" in text) == warned, text
+
+
+def test_the_answer_to_an_unauthenticated_large_post_comes_before_its_body_is_sent(webhook, tls) -> None:
+    src = webhook()
+    s = raw_tls(src, tls["ctx"])
+    s.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 12582912\r\n\r\n[{},{},{},")          # 12 MiB announced, 10 bytes sent
+    answer = read_all(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert budget_settles(src) == 0 and src.stats()["unauthorized"] == 1
+
+
+def test_a_request_head_over_16_kib_is_431_and_nothing_more_is_read(webhook, tls, caplog) -> None:
+    src = webhook()
+    s = raw_tls(src, tls["ctx"])
+    with caplog.at_level(logging.WARNING, logger="falconet.k8s_audit"):
+        s.sendall(b"POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\n" + b"X-Pad: " + b"a" * 17_000 + b"\r\n")
+        answer = read_all(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    [record] = webhook_records(caplog)
+    assert "431" in record.getMessage() and record.exc_info is None
+
+
+def test_empty_objects_that_would_take_far_more_memory_than_text_are_refused_undecoded(webhook, tls) -> None:
+    src = webhook(memory_limit=16 * 1024 * 1024)
+    body = b"[" + b",".join([b"{}"] * 200_000) + b"]"                 # 600 KB: about 30 MB decoded
+    status, answer, _ = post(src, tls["ctx"], body)
+    assert status == 413 and "over k8s_audit.webhook.memory_limit (16 MiB)" in answer["reason"]
+    assert budget_settles(src) == 0
+    assert post(src, tls["ctx"], event_list(EVENTS[:3]))[0] == 200     # real batches still fit
+
+
+def test_while_the_memory_budget_is_held_others_are_told_to_retry(webhook, tls) -> None:
+    src = webhook(memory_limit=1024 * 1024, max_batch_size=500 * 1024)
+    # A request that has announced 480 KB (960 KB reserved: the body and the estimate's copy) ...
+    slow = raw_tls(src, tls["ctx"])
+    slow.sendall(head(src, b"Content-Length: 491520") + b"[")
+    deadline = time.monotonic() + 5
+    while src.budget.used == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # ... leaves no room for another: 503 with Retry-After, which kube-apiserver retries.
+    status, answer, resp = post(src, tls["ctx"], event_list(EVENTS[:6]))
+    assert status == 503 and resp.getheader("Retry-After") == "1" and "memory_limit" in answer["reason"]
+    slow.close()
+    assert budget_settles(src) == 0
+    assert post(src, tls["ctx"], event_list(EVENTS[:6]))[0] == 200
+    assert src.stats()["busy"] == 1
+
+
+def test_queued_events_hold_memory_until_the_engine_takes_them(webhook, tls) -> None:
+    src = webhook()
+    assert post(src, tls["ctx"], event_list(EVENTS[:5]))[0] == 200
+    time.sleep(0.1)                               # the request thread releases all but the events' share
+    held = src.budget.used
+    assert held > sum(len(json.dumps(e)) for e in EVENTS[:5])
+    assert len(drain(src, 5)) == 5 and src.budget.used == 0
+
+
+def test_one_client_cannot_take_every_connection_slot(webhook, tls) -> None:
+    src = webhook(max_connections=8, max_connections_per_client=3, request_timeout=30.0)
+    silent = []
+    for _ in range(5):                           # the attacker's address: 127.0.0.2 (loopback too)
+        s = socket.create_connection(src.address, timeout=5, source_address=("127.0.0.2", 0))
+        silent.append(ctx_wrap(tls["ctx"], s))
+    try:
+        assert post(src, tls["ctx"], EVENTS[1])[0] == 200       # another client gets in at once
+        assert src.stats()["refused_per_client"] == 2
+    finally:
+        for s in silent:
+            s.close()
+
+
+def ctx_wrap(ctx: ssl.SSLContext, sock: socket.socket) -> socket.socket:
+    """TLS on `sock` when the server lets it in; the bare socket when it was refused at once."""
+    try:
+        return ctx.wrap_socket(sock, server_hostname="localhost")
+    except (OSError, ssl.SSLError):
+        return sock
+
+
+def test_a_silent_tls_connection_is_cut_off_at_the_request_timeout_not_the_idle_timeout(webhook, tls) -> None:
+    src = webhook(request_timeout=1.0, idle_timeout=60.0)
+    s = raw_tls(src, tls["ctx"])                  # handshake done, no request ever
+    t = time.monotonic()
+    assert read_all(s, timeout=10) == b""
+    s.close()
+    assert time.monotonic() - t < 3
+    assert src.stats()["timeouts"] == 1
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'{"kind":"EventList","items":[' + b"[" * 1000 + b"]" * 1000 + b"]}", "nested too deeply"),
+    (b'{"kind":"EventList","items":[{"auditID":' + b"7" * 5000 + b"}]}", "an integer of 5000 digits"),
+])
+def test_deep_nesting_and_huge_integers_are_400_with_one_log_line(webhook, tls, caplog, body, reason) -> None:
+    src = webhook()
+    with caplog.at_level(logging.DEBUG, logger="falconet"):
+        status, answer, _ = post(src, tls["ctx"], body)
+    assert status == 400 and reason in answer["reason"]
+    [record] = webhook_records(caplog)
+    assert reason in record.getMessage() and record.exc_info is None
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_content_length_of_superscript_two_is_400_before_authentication(webhook, tls, caplog) -> None:
+    src = webhook()
+    s = raw_tls(src, tls["ctx"])
+    with caplog.at_level(logging.DEBUG, logger="falconet"):
+        s.sendall("POST /k8s-audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  "Content-Length: ²\r\nExpect: 100-continue\r\n\r\n".encode())
+        answer = read_all(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"is not a number of bytes" in answer
+    [record] = webhook_records(caplog)
+    assert record.exc_info is None and not [r for r in caplog.records if r.exc_info]
+    assert src.stats()["unauthorized"] == 0
+
+
+def test_a_flood_of_bad_requests_is_logged_a_few_lines_a_second(webhook, tls, caplog) -> None:
+    src = webhook()
+    conn = http.client.HTTPSConnection("localhost", src.address[1], context=tls["ctx"], timeout=10)
+    with caplog.at_level(logging.WARNING, logger="falconet.k8s_audit"):
+        for _ in range(40):
+            assert post(src, tls["ctx"], b"not json", conn=conn)[0] == 400
+    conn.close()
+    assert src.stats()["bad_requests"] == 40
+    assert len(webhook_records(caplog)) <= 10

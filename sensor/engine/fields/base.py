@@ -51,6 +51,9 @@ class Field:
     is_list: bool = False
     multi: bool = False
     record: bool = True          # written by `falconet capture` (False: derived from another field)
+    # The same for every event a ruleset sees (evt.hostname): the ruleset supplies it, no event
+    # is read, so two rulesets (a reload that failed half-way) never see each other's value.
+    context: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,25 @@ def _duration(ev: SyscallEvent, arg: str | None) -> int | None:
     return ev.time_ns - c.start_ts
 
 
+def _label(ev: SyscallEvent, arg: str | None) -> str | None:
+    c = _container(ev)
+    return c.labels.get(arg) if c is not None and c.labels is not None and arg is not None else None
+
+
+def _labels(ev: SyscallEvent, arg: str | None) -> str | None:
+    # Falco's container plugin leaves the kubelet's labels and annotations out, as k8s.pod.labels.
+    c = _container(ev)
+    if c is None or c.labels is None:
+        return None
+    return ", ".join(f"{k}:{v}" if v else k for k, v in sorted(c.labels.items())
+                     if not k.startswith(("io.kubernetes.", "annotation.")))
+
+
+def _label_keys(ev: SyscallEvent) -> list[str]:
+    c = _container(ev)
+    return list(c.labels) if c is not None and c.labels else []
+
+
 def _mount_indexes(ev: SyscallEvent) -> list[str]:
     c = _container(ev)
     return [str(i) for i in range(len(c.mounts))] if c is not None and c.mounts else []
@@ -152,6 +171,7 @@ def _mount_indexes(ev: SyscallEvent) -> list[str]:
 RECORD_ARGS = {name: _mount_indexes
                for name in ("container.mount", "container.mount.source", "container.mount.dest",
                             "container.mount.mode", "container.mount.rdwr", "container.mount.propagation")}
+RECORD_ARGS["container.label"] = _label_keys
 
 _MOUNT_ARG = " Takes a mount's index ([0]) or a glob pattern matched against the mount's source."
 
@@ -184,6 +204,11 @@ CLASS = FieldClass("container", "syscall",
           _mount_rdwr, arg="key", arg_required=True),
     Field("container.mount.propagation", "CHARBUF", "Propagation of one mount." + _MOUNT_ARG,
           _mount_propagation, arg="key", arg_required=True),
+    Field("container.label", "CHARBUF", "Value of one label of the container: container.label[app] or "
+          "container.label.app; no value when it has no such label.", _label, arg="key", arg_required=True,
+          dot_arg=True),
+    Field("container.labels", "CHARBUF", "Every label of the container as key:value, sorted, separated by "
+          "', ' (the kubelet's io.kubernetes.* labels left out).", _labels),
     Field("container.start_ts", "UINT64", "Start of the container, nanoseconds since the epoch.", _start_ts),
     Field("container.duration", "RELTIME", "Nanoseconds since the container started.", _duration),
 ))

@@ -13,8 +13,6 @@ from the one syscall table, sensor/syscalls.py, which fd.py reads too.
 from __future__ import annotations
 
 import errno
-import os
-import socket
 import time
 from typing import Any
 
@@ -44,19 +42,6 @@ AT_FDCWD = -100
 
 _S_IXANY = 0o111
 _MODE_BITS = {"S_IXUSR": 0o100, "S_IXGRP": 0o010, "S_IXOTH": 0o001}
-
-_hostname = os.environ.get("FALCONET_HOSTNAME") or socket.gethostname()
-
-
-def set_hostname(name: str | None) -> None:
-    """Set what evt.hostname answers (the `hostname` configuration key); empty keeps the default.
-
-    The default is FALCONET_HOSTNAME, else the machine's name, as for alerts.
-    """
-    global _hostname
-    if name:
-        _hostname = name
-
 
 def event_info(ev: SyscallEvent) -> tuple[str, int]:
     """(category, flags) of the event's type; ("", 0) for a type the table does not know."""
@@ -190,10 +175,6 @@ def _source(ev: SyscallEvent, arg: str | None) -> str:
 
 def _is_async(ev: SyscallEvent, arg: str | None) -> bool:
     return False
-
-
-def _hostname_of(ev: SyscallEvent, arg: str | None) -> str:
-    return _hostname
 
 
 def _dir(ev: SyscallEvent, arg: str | None) -> str:
@@ -397,7 +378,7 @@ CLASS = FieldClass("evt", "syscall", "The syscall event itself: type, direction,
     Field("evt.is_async", "BOOL", "True for asynchronous (meta) events; syscall events are not.", _is_async),
     Field("evt.hostname", "CHARBUF",
           "Name of the host the sensor runs on (the `hostname` setting, FALCONET_HOSTNAME, or the "
-          "machine's name).", _hostname_of),
+          "machine's name), as the alerts carry it.", None, record=False, context=True),
     Field("evt.dir", "CHARBUF", "Direction of the event: '>' for a syscall's entry, '<' for its exit.", _dir),
     Field("evt.type", "CHARBUF", "Name of the event, e.g. 'openat' or 'execve'.", _type),
     Field("syscall.type", "CHARBUF", "Name of the system call this event records.", _type),

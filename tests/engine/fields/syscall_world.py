@@ -32,7 +32,8 @@ POD = Container(
             {"source": "/proc", "dest": "/host/proc", "mode": "ro", "rdwr": False,
              "propagation": "rslave"}],
     start_ts=T0 - 3600 * SEC, pod_uid="3e41dc6b-08a8-44db-bc2a-3724b18ab19a", pod_name="web-7d9c",
-    pod_namespace="shop", pod_labels={"app": "web", "tier": "", "io.kubernetes.pod.name": "web-7d9c"})
+    pod_namespace="shop", pod_labels={"app": "web", "tier": "", "io.kubernetes.pod.name": "web-7d9c"},
+    labels={"app": "web", "tier": "", "io.kubernetes.pod.name": "web-7d9c"})
 
 
 @dataclass

@@ -46,13 +46,24 @@ def test_a_container(world: World) -> None:
     assert ev.value("container.duration") == ev.time_ns - (T0 - 3600 * SEC)
 
 
+def test_labels_of_the_container(world: World) -> None:
+    ev = world.events["open_shadow"]
+    assert ev.value("container.label", "app") == "web"
+    assert ev.value("container.label", "tier") == ""
+    assert ev.value("container.label", "nosuch") is None
+    # as Falco's container plugin: the kubelet's own labels are left out of the list
+    assert ev.value("container.labels") == "app:web, tier"
+    assert world.events["setuid"].value("container.labels") is None
+    assert world.events["setuid"].value("container.label", "app") is None
+
+
 def test_what_the_runtime_did_not_say_has_no_value() -> None:
     ev = _event(Container(id="0123456789ab", type="docker"))
     assert ev.value("container.id") == "0123456789ab"
     assert ev.value("container.type") == "docker"
     for name in ("container.name", "container.full_id", "container.image", "container.image.repository",
                  "container.privileged", "container.mounts", "container.start_ts", "container.duration",
-                 "k8s.pod.name", "k8s.ns.name", "k8s.pod.labels"):
+                 "container.labels", "k8s.pod.name", "k8s.ns.name", "k8s.pod.labels"):
         assert ev.value(name) is None, name
 
 

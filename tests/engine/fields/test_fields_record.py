@@ -41,7 +41,7 @@ def _representative_args(f: Field, ev: SyscallEvent) -> list[str | None]:
         extra = [*ev.args, *ev.rawargs, "nosuch"]
     elif f.name in MOUNT_FIELDS:
         extra = ["0", "1", "2"]                           # glob patterns are open-ended, not recorded
-    elif f.name == "k8s.pod.label":
+    elif f.name in ("k8s.pod.label", "container.label"):
         extra = ["app", "tier", "io.kubernetes.pod.name", "nosuch"]
     elif f.name == "proc.env":
         extra = ["NOT_SET"]                               # set variables are open-ended, not recorded

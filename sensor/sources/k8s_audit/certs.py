@@ -4,7 +4,9 @@ kube-apiserver's webhook backend verifies the webhook's certificate against the 
 (`clusters[].cluster.certificate-authority-data`). We make a CA, sign one server certificate whose
 names cover the URL the API server uses, and throw the CA's key away: nothing else is ever signed
 with it, so there is no CA key to protect. `falconet certs` writes the result for a cluster (files
-or a Secret); the webhook makes one in state_dir at first start for a single host.
+or a Secret); the webhook makes one in state_dir at first start for a single host, with a bearer
+token beside it. Every file is written through sensor.securefile (private directory, exclusive
+temporary file, exact mode).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import datetime as dt
 import ipaddress
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sensor import securefile
 
 DEFAULT_DAYS = 825          # the longest validity clients that follow the CA/B rules still accept
 RENEW_BEFORE_DAYS = 30
@@ -112,36 +117,54 @@ def local_hosts(extra: list[str] | tuple[str, ...] = (), listen_host: str = "") 
 
 
 def write_files(bundle: Bundle, directory: Path) -> dict[str, Path]:
-    """Write ca.crt, tls.crt and tls.key (mode 0600) into `directory`, each atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ca.crt, tls.crt (0644) and tls.key (0600) into `directory`, each atomically, through
+    sensor.securefile: the directory must be ours (or root's) and writable by nobody else."""
     paths = {"ca.crt": directory / "ca.crt", "tls.crt": directory / "tls.crt",
              "tls.key": directory / "tls.key"}
-    atomic_write(paths["tls.key"], bundle.key_pem, 0o600)
-    atomic_write(paths["tls.crt"], bundle.cert_pem, 0o644)
-    atomic_write(paths["ca.crt"], bundle.ca_pem, 0o644)
-    return paths
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` (created with `mode`), so no reader ever sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    dfd = securefile.open_dir(directory)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        securefile.write_file(paths["tls.key"], bundle.key_pem, 0o600, dir_fd=dfd)
+        securefile.write_file(paths["tls.crt"], bundle.cert_pem, 0o644, dir_fd=dfd)
+        securefile.write_file(paths["ca.crt"], bundle.ca_pem, 0o644, dir_fd=dfd)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        os.close(dfd)
+    return paths
 
 
 def ensure_self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path, Path, bool]:
     """The webhook's certificate in `directory`, generated when missing, expiring or not covering
-    `hosts`. Returns (cert, key, ca, created)."""
+    `hosts`. Returns (cert, key, ca, created). UnsafePathError when the directory or the key could
+    have been tampered with by another user."""
     cert_p, key_p, ca_p = directory / "tls.crt", directory / "tls.key", directory / "ca.crt"
-    if cert_p.exists() and key_p.exists() and ca_p.exists() and _still_good(cert_p, hosts):
-        return cert_p, key_p, ca_p, False
+    dfd = securefile.open_dir(directory)
+    try:
+        if (securefile.read_secret(key_p, dir_fd=dfd) is not None and cert_p.exists() and ca_p.exists()
+                and _still_good(cert_p, hosts)):
+            return cert_p, key_p, ca_p, False
+    finally:
+        os.close(dfd)
     write_files(generate(hosts), directory)
     return cert_p, key_p, ca_p, True
+
+
+def new_token() -> str:
+    """A fresh bearer token: 256 random bits, URL-safe (it travels in an HTTP header)."""
+    return secrets.token_urlsafe(32)
+
+
+def ensure_token(path: Path) -> tuple[str, bool]:
+    """The bearer token kept in `path` (0600, ours), generated there when missing.
+    Returns (token, created)."""
+    dfd = securefile.open_dir(path.parent)
+    try:
+        data = securefile.read_secret(path, dir_fd=dfd)
+        if data is not None and data.strip():
+            return data.decode("ascii", "replace").strip(), False
+        token = new_token()
+        securefile.write_file(path, token.encode() + b"\n", 0o600, dir_fd=dfd)
+        return token, True
+    finally:
+        os.close(dfd)
 
 
 def _still_good(cert_path: Path, hosts: list[str]) -> bool:

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sensor import securefile
 from sensor.errors import UnavailableError
 from sensor.event import AuditEvent
-from sensor.sources.k8s_audit import MAX_EVENT_SIZE, events_from_json
+from sensor.sources.k8s_audit.decode import DecodeError, events_from_json, loads
+from sensor.sources.k8s_audit.settings import MAX_EVENT_SIZE
 
 log = logging.getLogger("falconet.k8s_audit")
 
@@ -58,9 +60,10 @@ class Position:
     @classmethod
     def from_json(cls, d: Any) -> Position | None:
         try:
-            return cls(int(d["dev"]), int(d["ino"]), int(d["offset"]), base64.b64decode(d["tail"]))
+            pos = cls(int(d["dev"]), int(d["ino"]), int(d["offset"]), base64.b64decode(d["tail"]))
         except (KeyError, TypeError, ValueError):
             return None
+        return pos if pos.offset >= len(pos.tail) and len(pos.tail) <= TAIL else None
 
 
 class _Reader:
@@ -318,22 +321,35 @@ def _last_line_end(fd: int, size: int) -> tuple[int, bytes]:
 
 
 class PositionStore:
-    """Saved positions, one JSON file in state_dir, replaced atomically."""
+    """Saved positions, one JSON file in state_dir, replaced atomically through sensor.securefile
+    (a private directory, an exclusive temporary file): a position file another user could write
+    would let them make us skip lines."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def check_dir(self) -> None:
+        """Create the directory (0700) or check that nobody else may write to it."""
+        os.close(securefile.open_dir(self.path.parent))
+
     def load(self) -> dict[str, Position]:
         try:
-            doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
+            data = securefile.read_secret(self.path)
+        except securefile.UnsafePathError:
+            raise
+        except OSError as e:
+            log.warning("k8s audit log positions %s unreadable (%s): starting over", self.path, e)
             return {}
-        except (OSError, ValueError) as e:
+        if data is None:
+            return {}
+        try:
+            doc = loads(data)
+        except DecodeError as e:
             log.warning("k8s audit log positions %s unreadable (%s): starting over", self.path, e)
             return {}
         files = doc.get("files") if isinstance(doc, dict) else None
         out = {}
-        for k, v in (files or {}).items():
+        for k, v in (files or {}).items() if isinstance(files, dict) else ():
             p = Position.from_json(v)
             if p is not None:
                 out[k] = p
@@ -341,21 +357,7 @@ class PositionStore:
 
     def save(self, positions: dict[str, Position]) -> None:
         doc = {"version": 1, "files": {k: p.as_json() for k, p in positions.items()}}
-        data = json.dumps(doc, indent=1).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        securefile.write_file(self.path, json.dumps(doc, indent=1).encode(), 0o600)
 
 
 class FileSource:
@@ -382,12 +384,12 @@ class FileSource:
         return False
 
     def start(self) -> None:
-        saved = self.store.load()
         try:
-            self.store.path.parent.mkdir(parents=True, exist_ok=True)
+            self.store.check_dir()
         except OSError as e:
             raise UnavailableError(f"k8s audit logs: cannot create {self.store.path.parent}: {e.strerror}",
                                    hint="make state_dir writable") from e
+        saved = self.store.load()
         self.followers = [Follower(p, saved.get(p), self.max_event_size, self.start_at_end)
                           for p in self.paths]
         for f in self.followers:
@@ -411,8 +413,8 @@ class FileSource:
                 if not line.strip():
                     continue
                 try:
-                    new = events_from_json(json.loads(line), self._delivered + 1)
-                except (ValueError, UnicodeDecodeError) as e:
+                    new = events_from_json(loads(line), self._delivered + 1)
+                except DecodeError as e:
                     self._invalid += 1
                     log.warning("k8s audit log %s: line at byte %d skipped: %s", label, offset, e)
                     continue
