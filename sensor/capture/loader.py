@@ -209,8 +209,9 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
         "macros": {"RINGBUF_PAGES": ringbuf_bytes // PAGE, "MAX_PREFIX": MAX_PREFIX,
                    "KNOWN_FDS_MAX": known_fds_max, **SIZES},
         "config": {str(CFG_SELF_TGID): self_tgid,
-                   # budgets start when a quarter of the ring is waiting; state-only records stop at half
-                   str(CFG_PRESSURE): ringbuf_bytes // 4, str(CFG_STATE_LIMIT): ringbuf_bytes // 2,
+                   # budgets start when half the ring is waiting (a busy but honest process rides out
+                   # the reader's pauses below that); state-only records stop at three quarters
+                   str(CFG_PRESSURE): ringbuf_bytes // 2, str(CFG_STATE_LIMIT): ringbuf_bytes * 3 // 4,
                    str(CFG_PROC_BUDGET): max(1, process_budget // per_window),
                    str(CFG_CG_BUDGET): max(1, cgroup_budget // per_window), str(CFG_WINDOW_NS): WINDOW_NS},
         "specs": specs, "tracepoints": tracepoints, "raw_nrs": [syscalls.BY_NAME[n].nr for n in raw_needed],

@@ -46,7 +46,7 @@
 #define C_REGS_FAULTS 2         // the saved registers could not be read: record lost
 #define C_RECORDS 3             // records written
 #define C_FILTERED 4            // records no rule could match, dropped on purpose
-#define C_STATE_DROPS 5         // state-only records dropped: the ring was over half full
+#define C_STATE_DROPS 5         // state-only records dropped: the ring was three quarters full
 #define C_THROTTLED 6           // records of a process or cgroup over its budget, dropped
 #define C_STATE_RECORDS 7       // records written for state only (no rule could match them)
 #define C_TAIL_FAULTS 8         // a tail call between the stages failed: record lost

@@ -30,7 +30,7 @@ from sensor.status import Exit
 @click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
 @click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
 @click.option("--all", "all_types", is_flag=True, help="Capture every syscall Falconet knows, not only "
-              "what the rules need (no in-kernel open filter either).")
+              "what the rules need (no kernel filter either).")
 @click.option("--print-bpf", is_flag=True, help="Print the final BPF program (with its -D flags) and exit.")
 @click.pass_context
 def capture(ctx: click.Context, write: str | None, duration: float | None, max_events: int | None,

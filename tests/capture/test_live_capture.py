@@ -97,8 +97,8 @@ def test_a_prime_number_of_opens_arrives_exactly(capture: Callable[..., Capture]
     assert cap.stats()["drops"] == 0
 
 
-def test_the_open_filter_keeps_what_rules_want_and_drops_the_rest(capture: Callable[..., Capture],
-                                                                   tmp_path: Path) -> None:
+def test_the_kernel_filter_keeps_the_opens_rules_want_and_drops_the_rest(capture: Callable[..., Capture],
+                                                                          tmp_path: Path) -> None:
     wanted = tmp_path / "wanted"
     other = tmp_path / "other"
     for p in (wanted, other):
@@ -156,7 +156,7 @@ def test_a_reused_descriptor_number_is_not_taken_for_the_closed_file(capture: Ca
 
 
 def test_a_reused_socket_number_is_not_taken_for_the_closed_socket(capture: Callable[..., Capture],
-                                                                   tmp_path: Path) -> None:
+                                                                          tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.write_text("x")
     cap = capture({"socket", "connect", "openat"}, predicates=wanting(
