@@ -49,13 +49,14 @@ RUN python3 -m venv /opt/falconet \
  && /opt/falconet/bin/python -m pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# The wheel force-includes rules/, elasticsearch/, kibana/ and fluent/ (pyproject.toml), so
-# `falconet provision` and `falconet run` find their assets without the checkout.
+# The wheel force-includes rules/, elasticsearch/, kibana/, fluent/ and deploy/systemd/
+# (pyproject.toml), so `falconet provision` and `falconet run` find their assets without the checkout.
 COPY sensor/ sensor/
 COPY rules/ rules/
 COPY elasticsearch/ elasticsearch/
 COPY kibana/ kibana/
 COPY fluent/ fluent/
+COPY deploy/systemd/ deploy/systemd/
 RUN /opt/falconet/bin/python -m pip install --no-cache-dir /src \
  && /opt/falconet/bin/python -c 'import bcc, sensor.cli' \
  && /opt/falconet/bin/falconet --version \

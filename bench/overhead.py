@@ -55,7 +55,7 @@ GOALS = {
 
 
 def conditions(quick: bool) -> dict[str, list[Path]]:
-    """Rule files per condition; Falco's need ../shared/compat beside the checkout."""
+    """Rule files per condition; Falco's come from the compatibility corpus when it is beside the checkout."""
     out = {"bundled": [BUNDLED]}
     official = [COMPAT / n for n in OFFICIAL]
     if all(p.exists() for p in official):

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine for Falconet: system packages (bcc, kernel headers, tracefs), then a virtual
-# environment of the machine's own python3 with Falconet installed in it.
-# Idempotent: a second run only checks. Run as root (apt, /lib/modules, tracefs need it).
+# environment of the machine's own python3 with Falconet installed in it (editable).
+# Idempotent and quick the second time: it installs nothing that is there, and reinstalls the
+# package only when pyproject.toml or the extras changed. Run as root (apt, /lib/modules, tracefs).
+# FALCONET_EXTRAS=test adds what the tests and benchmarks need (pytest..., redis for bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${FALCONET_VENV:-.venv}
@@ -9,7 +11,10 @@ EXTRAS=${FALCONET_EXTRAS:-}
 
 need_apt=()
 dpkg -s python3-bpfcc >/dev/null 2>&1 || need_apt+=(python3-bpfcc)
-dpkg -s redis-server >/dev/null 2>&1 || need_apt+=(redis-server redis-tools)
+dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
+case ",$EXTRAS," in
+  *,test,*) dpkg -s redis-server >/dev/null 2>&1 || need_apt+=(redis-server redis-tools) ;;   # bench/ and its tests
+esac
 hdr_pkg=""
 if [ ! -e "/lib/modules/$(uname -r)/build/include" ]; then
   # The running kernel's own headers when Debian has them, else the generic ones linked in
@@ -45,8 +50,10 @@ if [ ! -e /sys/kernel/tracing/events ] && [ "$(id -u)" -eq 0 ]; then
 fi
 
 py=$(command -v python3)
+fresh=0
 if [ ! -x "$VENV/bin/python" ]; then
   "$py" -m venv "$VENV"
+  fresh=1
 fi
 # bcc's Python module is pure Python over libbcc.so; give the venv that one package, not
 # Debian's whole dist-packages (whose other modules are built for another interpreter).
@@ -54,9 +61,16 @@ site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 if [ -d /usr/lib/python3/dist-packages/bcc ]; then
   ln -sfn /usr/lib/python3/dist-packages/bcc "$site/bcc"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-if [ -n "$EXTRAS" ]; then
-  "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
-else
-  "$VENV/bin/python" -m pip install -q -e .
+# What the venv was installed from: the project's metadata and the extras. Code changes need no
+# reinstall (editable); a new dependency or extra does.
+stamp="$VENV/.falconet-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) extras=$EXTRAS"
+if [ "$fresh" -eq 1 ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  [ "$fresh" -eq 1 ] && "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  if [ -n "$EXTRAS" ]; then
+    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+  else
+    "$VENV/bin/python" -m pip install -q -e .
+  fi
+  printf '%s\n' "$want" > "$stamp"
 fi

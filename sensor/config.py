@@ -2,11 +2,15 @@
 
 A part declares `CONFIG_KEYS = (Key("file_output.filename", str, "", "..."), ...)` in its own module
 and that module is named in `KEY_MODULES`. Keys follow Falco's falco.yaml where Falco has one.
-Loading checks every key against the schema: an unknown key or a value of the wrong type is a
-`ConfigError` that names the key and the file line (or the `-o` override) that set it.
+Loading checks every key against the schema and reports every problem of a file at once: an
+unknown key or a value of the wrong type is one line of a `ConfigError`, naming the key and the
+file line (or the `-o` override) that set it. Falco's own falco.yaml keys load too
+(sensor/config_falco.py): mapped to Falconet's where it has the equivalent, else a warning naming
+the key (`Config.warnings`). `Config.origin()` tells where any value was set, list items included.
 
 Overrides: `-o key=value` sets a dotted key (the value parsed as YAML), `-o 'key[]=value'` appends
-to a list, `-o 'group={a: 1}'` sets several keys of a group. String values expand `${VAR}` and
+to a list, `-o 'key[N]=value'` replaces its item N (Falco's form), `-o 'group={a: 1}'` sets several
+keys of a group. String values expand `${VAR}` and
 `${VAR:-default}` from the environment (a key that is not a string parses the expanded text).
 
 The bundled default file (sensor/falconet.yaml) is generated from the schema by `default_yaml()`
@@ -27,8 +31,9 @@ from typing import Any
 
 import yaml
 
+from sensor import config_falco
 from sensor.alert import CHOICES as PRIORITY_CHOICES
-from sensor.alert import resolve_hostname
+from sensor.alert import Priority, resolve_hostname
 from sensor.assets import asset_dir
 from sensor.errors import ConfigError
 
@@ -42,8 +47,10 @@ class Key:
 
     `type` is one of str, int, float, bool, list, dict. A `dict` or `list` key is a leaf whose
     contents its owner validates (e.g. `static_fields`, `response.actions`); `items` checks the
-    type of every element of a list. `choices` restricts a str key; `nullable` allows an explicit
-    null. `check` validates further (a duration, a size): it raises ValueError with the reason.
+    type of every element of a list. `choices` restricts a str key (matched in any case, kept in
+    the spelling declared); `nullable` allows an explicit null. `parse` turns a value into its
+    canonical form (a priority in any case into Falco's name) and `check` validates further (a
+    duration, a size): both raise ValueError with the reason.
     """
 
     path: str
@@ -54,6 +61,12 @@ class Key:
     nullable: bool = False
     items: type | None = None
     check: Callable[[Any], Any] | None = None
+    parse: Callable[[Any], Any] | None = None
+
+
+def priority_name(value: Any) -> str:
+    """A priority in any case (`debug`, `WARNING`, `info`) as Falco names it (sensor.alert.Priority)."""
+    return Priority.parse(value).label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,8 +125,8 @@ CONFIG_KEYS: tuple[Key, ...] = (
     Key("rules", list, [],
         "Rule selection as in Falco: a list of {enable: {rule|tag: NAME}} / {disable: {...}} items, "
         "applied in order; names may use * wildcards."),
-    Key("priority", str, "Debug", "Minimum priority of rules to load (Falco's `priority`).",
-        choices=PRIORITY_CHOICES),
+    Key("priority", str, "Debug", "Minimum priority of rules to load (Falco's `priority`, any case).",
+        choices=PRIORITY_CHOICES, parse=priority_name),
     Key("rule_matching", str, "first",
         "first: an event triggers at most one rule (the first in load order); all: every match.",
         choices=("first", "all")),
@@ -132,8 +145,8 @@ CONFIG_KEYS: tuple[Key, ...] = (
     Key("hostname", str, "", "Hostname written in alerts; empty: FALCONET_HOSTNAME, else the host's name."),
     Key("state_dir", str, "/var/lib/falconet",
         "Spools, audit-log positions and generated certificates live here."),
-    Key("log_level", str, "info", "The sensor's own log level.",
-        choices=("debug", "info", "notice", "warning", "error", "critical")),
+    Key("log_level", str, "info", "The sensor's own log level (Falco's levels).",
+        choices=("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")),
     Key("syscall.enabled", bool, True, "Capture syscalls with eBPF."),
 )
 
@@ -182,14 +195,20 @@ def defaults(keys: dict[str, Key] | None = None) -> dict[str, Any]:
 
 
 class Config:
-    """The effective configuration: nested values plus where each key was set."""
+    """The effective configuration: nested values, where each value was set, and the warnings that
+    loading it gave (Falco keys Falconet does not use).
+
+    `origins` maps a dotted path to `file:line`, `-o key=value` or `default`: every key, every item
+    of a list (`rules_files[1]`) and every key inside a mapping value (`response.actions[0].match`).
+    """
 
     def __init__(self, values: dict[str, Any], origins: dict[str, str], path: str | None,
-                 overrides: tuple[str, ...] = ()) -> None:
+                 overrides: tuple[str, ...] = (), warnings: list[str] | None = None) -> None:
         self.values = values
         self.origins = origins
         self.path = path
         self.overrides = tuple(overrides)
+        self.warnings = list(warnings or [])
 
     def get(self, dotted: str, default: Any = None) -> Any:
         """The value of a key (or of a group, as a dict); `default` when it is not set."""
@@ -208,8 +227,17 @@ class Config:
         return v
 
     def origin(self, dotted: str) -> str:
-        """Where a key was set: `file:line`, `-o key=value`, or `default`."""
-        return self.origins.get(dotted, "default")
+        """Where a value was set: `file:line`, `-o key=value`, or `default`. A path inside a value
+        (`response.actions[0].match.rules[1]`) that was not recorded answers with its nearest
+        recorded parent."""
+        path = dotted
+        while path:
+            hit = self.origins.get(path)
+            if hit is not None:
+                return hit
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return "default"
 
     def duration(self, dotted: str) -> float:
         """A duration key in seconds (the value was checked when the file was loaded)."""
@@ -244,152 +272,326 @@ def default_config_path() -> Path:
 
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Read the config file (default: `default_config_path()`), apply `-o` overrides, validate."""
-    keys = schema()
-    values = defaults(keys)
-    origins: dict[str, str] = {}
+    """Read the config file (default: `default_config_path()`), apply `-o` overrides, validate.
+
+    Every problem of the file and the overrides is reported at once, in one ConfigError whose
+    lines each name the file and line (or the override) at fault; its `problems` lists them.
+    """
     explicit = path is not None or bool(os.environ.get("FALCONET_CONFIG"))
     cfg_path = Path(path) if path else default_config_path()
-    if cfg_path.exists():
+    loader = _Loader(schema())
+    found = cfg_path.exists()
+    if found:
+        loader.read_file(cfg_path)
+    elif explicit:
+        loader.problems.append(f"{cfg_path}: no such configuration file (pass an existing file to -c, "
+                               f"or to FALCONET_CONFIG)")
+    overrides = tuple(overrides)
+    for item in overrides:
+        loader.override(item)
+    if loader.problems:
+        err = ConfigError("\n".join(loader.problems))
+        err.problems = list(loader.problems)           # type: ignore[attr-defined]
+        raise err
+    return Config(loader.values, loader.origins, str(cfg_path) if found else None, overrides, loader.warnings)
+
+
+class _Where:
+    """Where the values being read come from: a file (each node's line) or one `-o`."""
+
+    def __init__(self, fname: str | None = None, override: str | None = None) -> None:
+        self.fname = fname
+        self.override = override
+
+    def __call__(self, node: yaml.Node) -> str:
+        if self.override is not None:
+            return f"-o {self.override}"
+        return f"{self.fname}:{node.start_mark.line + 1}"
+
+
+class _Loader:
+    """Reads files and overrides into values and origins, collecting every problem and warning."""
+
+    def __init__(self, keys: dict[str, Key]) -> None:
+        self.keys = keys
+        self.groups = {".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 1)}
+        self.values = defaults(keys)
+        self.origins: dict[str, str] = {}
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self._falco: config_falco.Leaves = {}
+        self._set_here: dict[str, str] = {}            # key -> where, for the source being read
+        self._marks = (0, 0)
+
+    # -- sources ---------------------------------------------------------------------------------
+
+    def read_file(self, cfg_path: Path) -> None:
         try:
             text = cfg_path.read_text()
         except OSError as e:
-            raise ConfigError(f"{cfg_path}: cannot read: {e.strerror}") from e
+            self.problems.append(f"{cfg_path}: cannot read: {e.strerror}")
+            return
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{cfg_path}:{mark.line + 1}" if mark else str(cfg_path)
-            raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from e
-        if node is not None:
-            if not isinstance(node, yaml.MappingNode):
-                raise ConfigError(f"{cfg_path}:{node.start_mark.line + 1}: the file must be a mapping")
-            _merge_node(node, [], keys, values, origins, str(cfg_path))
-    elif explicit:
-        raise ConfigError(f"{cfg_path}: no such configuration file",
-                          hint="pass an existing file to -c (or FALCONET_CONFIG)")
-    overrides = tuple(overrides)
-    for item in overrides:
-        _apply_override(item, keys, values, origins)
-    return Config(values, origins, str(cfg_path) if cfg_path.exists() else None, overrides)
+            self.problems.append(f"{where}: invalid YAML: {getattr(e, 'problem', e)}")
+            return
+        if node is None:
+            return
+        where = _Where(fname=str(cfg_path))
+        if not isinstance(node, yaml.MappingNode):
+            self.problems.append(f"{where(node)}: the file must be a mapping of keys to values")
+            return
+        self._begin()
+        self._mapping(node, [], where)
+        self._end()
 
-
-def _is_group(dotted: str, keys: dict[str, Key]) -> bool:
-    prefix = dotted + "."
-    return any(k.startswith(prefix) for k in keys)
-
-
-def _merge_node(node: yaml.MappingNode, prefix: list[str], keys: dict[str, Key],
-                values: dict[str, Any], origins: dict[str, str], fname: str) -> None:
-    seen: dict[str, int] = {}
-    for knode, vnode in node.value:
-        name = str(knode.value)
-        parts = [*prefix, name]
-        dotted = ".".join(parts)
-        line = knode.start_mark.line + 1
-        where = f"{fname}:{line}"
-        if name in seen:
-            raise ConfigError(f"{where}: '{dotted}' is set twice (first on line {seen[name]})",
-                              hint="keep one of them")
-        seen[name] = line
-        key = keys.get(dotted)
-        if key is not None:
-            raw = yaml.safe_load(yaml.serialize(vnode))
-            _set(values, parts, _check(key, _expand(key, raw), where))
-            origins[dotted] = where
-        elif _is_group(dotted, keys):
-            if isinstance(vnode, yaml.MappingNode):
-                _merge_node(vnode, parts, keys, values, origins, fname)
-            elif not (isinstance(vnode, yaml.ScalarNode) and vnode.tag.endswith(":null")):
-                raise ConfigError(f"{where}: '{dotted}' is a group of keys and must be a mapping",
-                                  hint=f"e.g. {dotted}: {{{_first_child(dotted, keys)}: ...}}")
+    def override(self, item: str) -> None:
+        """`-o key=value`, `-o 'key[]=value'` (append), `-o 'key[N]=value'` (replace item N)."""
+        where = f"-o {item}"
+        if "=" not in item:
+            self.problems.append(f"{where}: expected key=value")
+            return
+        dotted, raw = item.split("=", 1)
+        dotted = dotted.strip()
+        m = _INDEX_RE.fullmatch(dotted)
+        index: int | None = None
+        append = False
+        if m:
+            dotted, idx = m.group(1), m.group(2)
+            append, index = idx == "", (int(idx) if idx else None)
+        try:
+            vnode = yaml.compose(raw) if raw.strip() else yaml.ScalarNode("tag:yaml.org,2002:str", "")
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at column {mark.column + 1}" if mark else ""
+            self.problems.append(f"{where}: value is not valid YAML ({getattr(e, 'problem', e)}{at}) "
+                                 f"(quote it: -o 'key=\"text\"')")
+            return
+        if vnode is None:
+            vnode = yaml.ScalarNode("tag:yaml.org,2002:null", "")
+        loc = _Where(override=item)
+        self._begin()
+        if append or index is not None:
+            self._list_item(dotted, vnode, loc, index)
         else:
-            raise ConfigError(f"{where}: unknown configuration key '{dotted}'",
-                              hint=_suggest(dotted, keys))
+            self._assign(dotted.split("."), vnode, loc)
+        self._end()
 
+    # -- walking ---------------------------------------------------------------------------------
 
-def _apply_override(item: str, keys: dict[str, Key], values: dict[str, Any],
-                    origins: dict[str, str]) -> None:
-    if "=" not in item:
-        raise ConfigError(f"-o {item}: expected key=value")
-    dotted, raw = item.split("=", 1)
-    dotted = dotted.strip()
-    append = dotted.endswith("[]")
-    if append:
-        dotted = dotted[:-2]
-    where = f"-o {item}"
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{where}: value is not valid YAML ({getattr(e, 'problem', e)}{at})",
-                          hint="quote it: -o 'key=\"text\"'") from e
-    key = keys.get(dotted)
-    if key is None:
-        if _is_group(dotted, keys) and isinstance(value, dict) and not append:
-            for name, sub in value.items():
-                _apply_value(f"{dotted}.{name}", sub, keys, values, origins, where)
+    def _begin(self) -> None:
+        self._falco = {}
+        self._set_here = {}
+        self._marks = (len(self.problems), len(self.warnings))
+
+    def _end(self) -> None:
+        if self._falco:
+            self._falco_keys()
+        # In the order of the file's lines, whichever check found them.
+        p, w = self._marks
+        self.problems[p:] = sorted(self.problems[p:], key=_line_of)
+        self.warnings[w:] = sorted(self.warnings[w:], key=_line_of)
+
+    def _falco_keys(self) -> None:
+        t = config_falco.translate(self._falco)
+        self.problems.extend(t.problems)
+        self.warnings.extend(t.warnings)
+        for key_path, value, where, falco_path in t.sets:
+            mine = self._set_here.get(key_path)
+            if mine is not None:
+                self.problems.append(f"{mine}: '{key_path}' is also set by Falco's '{falco_path}' ({where}); "
+                                     f"keep one of them")
+                continue
+            self._set_value(self.keys[key_path], value, f"{where} ({falco_path})")
+
+    def _mapping(self, node: yaml.MappingNode, prefix: list[str], where: _Where) -> None:
+        seen: dict[str, int] = {}
+        for knode, vnode in node.value:
+            name = str(knode.value)
+            dotted = ".".join([*prefix, name])
+            if name in seen:
+                self.problems.append(f"{where(knode)}: '{dotted}' is set twice (first on line {seen[name]}; "
+                                     f"keep one of them)")
+            seen[name] = knode.start_mark.line + 1
+            self._assign([*prefix, name], vnode, where, knode)
+
+    def _assign(self, parts: list[str], vnode: yaml.Node, where: _Where, knode: yaml.Node | None = None) -> None:
+        dotted = ".".join(parts)
+        at = where(knode if knode is not None else vnode)
+        key = self.keys.get(dotted)
+        if key is not None:
+            value = _construct(key, vnode)
+            if value is _INVALID:
+                self.problems.append(f"{at}: '{dotted}' has a value that is not valid here")
+                return
+            adjust = config_falco.VALUE_ADJUST.get(dotted)
+            if adjust is not None:
+                value, warning = adjust(value, key.default)
+                if warning:
+                    self.warnings.append(f"{at}: {warning}")
+            if self._set_value(key, value, at):
+                self._record(dotted, vnode, where)
             return
-        raise ConfigError(f"{where}: unknown configuration key '{dotted}'", hint=_suggest(dotted, keys))
-    if key.type is str and not isinstance(value, str) and value is not None:
-        # `-o hostname=on` means the text "on", not YAML's boolean.
-        value = raw.strip()
-    value = _expand(key, value)
-    if append:
+        if config_falco.is_falco_key(dotted):
+            if isinstance(vnode, yaml.MappingNode) and dotted not in config_falco.LEAVES:
+                for k, v in vnode.value:
+                    self._assign([*parts, str(k.value)], v, where, k)
+            else:
+                self._falco[dotted] = (yaml.safe_load(yaml.serialize(vnode)), at)
+            return
+        if dotted in self.groups:
+            if isinstance(vnode, yaml.MappingNode):
+                self._mapping(vnode, parts, where)
+            elif not (isinstance(vnode, yaml.ScalarNode) and vnode.tag.endswith(":null")):
+                self.problems.append(f"{at}: '{dotted}' is a group of keys and must be a mapping "
+                                     f"(e.g. {dotted}: {{{self._first_child(dotted)}: ...}})")
+            return
+        self.problems.append(f"{at}: unknown configuration key '{dotted}' ({self._suggest(dotted)})")
+
+    def _list_item(self, dotted: str, vnode: yaml.Node, where: _Where, index: int | None) -> None:
+        at = where(vnode)
+        key = self.keys.get(dotted)
+        if key is None:
+            self.problems.append(f"{at}: unknown configuration key '{dotted}' ({self._suggest(dotted)})")
+            return
         if key.type is not list:
-            raise ConfigError(f"{where}: '{dotted}' is not a list; [] appends only to lists")
-        current = list(_get(values, dotted.split(".")) or [])
-        current.append(value)
-        value = current
-    _set(values, dotted.split("."), _check(key, value, where))
-    origins[dotted] = where
-
-
-def _apply_value(dotted: str, value: Any, keys: dict[str, Key], values: dict[str, Any],
-                 origins: dict[str, str], where: str) -> None:
-    key = keys.get(dotted)
-    if key is None:
-        if _is_group(dotted, keys) and isinstance(value, dict):
-            for name, sub in value.items():
-                _apply_value(f"{dotted}.{name}", sub, keys, values, origins, where)
+            self.problems.append(f"{at}: '{dotted}' is not a list; [] appends and [N] sets items of lists only")
             return
-        raise ConfigError(f"{where}: unknown configuration key '{dotted}'", hint=_suggest(dotted, keys))
-    _set(values, dotted.split("."), _check(key, _expand(key, value), where))
-    origins[dotted] = where
+        current = list(_get(self.values, dotted.split(".")) or [])
+        item = _expand(key.items or str, yaml.safe_load(yaml.serialize(vnode)))
+        if index is None or index == len(current):
+            index = len(current)
+            current.append(item)
+        elif index < len(current):
+            current[index] = item
+        else:
+            self.problems.append(f"{at}: '{dotted}' has {len(current)} items; [{index}] is past its end "
+                                 f"(use [] to append)")
+            return
+        if self._set_value(key, current, at):      # the list, as the -o that changed it last left it
+            self.origins[f"{dotted}[{index}]"] = at
+            self._record(f"{dotted}[{index}]", vnode, where)
+
+    def _set_value(self, key: Key, value: Any, at: str) -> bool:
+        try:
+            value = _check(key, _expand(key.type, value))
+        except ValueError as e:
+            self.problems.append(f"{at}: {e}")
+            return False
+        for problem in _ITEM_CHECKS.get(key.path, _no_item_check)(value, at, self.warnings):
+            self.problems.append(problem)
+        _set(self.values, key.path.split("."), value)
+        self.origins[key.path] = at
+        self._set_here[key.path] = at
+        return True
+
+    def _record(self, path: str, vnode: yaml.Node, where: _Where) -> None:
+        """The position of every item and key inside a value."""
+        if isinstance(vnode, yaml.SequenceNode):
+            for i, item in enumerate(vnode.value):
+                self.origins[f"{path}[{i}]"] = where(item)
+                self._record(f"{path}[{i}]", item, where)
+        elif isinstance(vnode, yaml.MappingNode):
+            for k, v in vnode.value:
+                sub = f"{path}.{k.value}"
+                self.origins[sub] = where(k)
+                self._record(sub, v, where)
+
+    # -- helping the user ------------------------------------------------------------------------
+
+    def _first_child(self, dotted: str) -> str:
+        prefix = dotted + "."
+        return next(k[len(prefix):].split(".")[0] for k in self.keys if k.startswith(prefix))
+
+    def _suggest(self, dotted: str) -> str:
+        close = suggest(dotted, [*self.keys, *self.groups, *config_falco.KNOWN_PATHS])
+        return f"did you mean '{close}'?" if close else "see `falconet config --list` for the keys"
 
 
-def _check(key: Key, value: Any, where: str) -> Any:
+def _line_of(message: str) -> int:
+    """The line number of a `file:line: ...` message (0 for `-o` and file-wide messages)."""
+    m = re.match(r"[^:]*:(\d+)[:\s]", message)
+    return int(m.group(1)) if m else 0
+
+
+SUGGEST_CUTOFF = 0.8
+"""How alike (difflib's ratio) a name must be to a known key to be proposed: a typo, not a guess."""
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The known name `name` is most likely a typo of, or None when none is alike enough."""
+    import difflib
+
+    pool = sorted(set(candidates))
+    close = difflib.get_close_matches(name, pool, n=1, cutoff=SUGGEST_CUTOFF)
+    if close:
+        return close[0]
+    # A misspelt last part under the right group: file_output.filname -> file_output.filename.
+    parent, _, leaf = name.rpartition(".")
+    siblings = {c.rpartition(".")[2]: c for c in pool if c.rpartition(".")[0] == parent and parent}
+    close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=SUGGEST_CUTOFF)
+    return siblings[close[0]] if close else None
+
+
+_INDEX_RE = re.compile(r"(.+?)\[(\d*)\]")
+_INVALID = object()
+
+
+def _construct(key: Key, vnode: yaml.Node) -> Any:
+    """The Python value of a node for `key`. A string key takes a scalar's text as written, so
+    `hostname: on` is the text "on", not YAML 1.1's boolean."""
+    if key.type is str and isinstance(vnode, yaml.ScalarNode):
+        if vnode.tag.endswith(":null") and vnode.style is None and vnode.value in ("", "~", "null", "Null", "NULL"):
+            return None
+        return vnode.value
+    try:
+        return yaml.safe_load(yaml.serialize(vnode))
+    except yaml.YAMLError:
+        return _INVALID
+
+
+def _check(key: Key, value: Any) -> Any:
+    """The value, converted to the key's canonical form; ValueError saying what is wrong."""
     if value is None:
         if key.nullable:
             return None
-        raise ConfigError(f"{where}: '{key.path}' must be {_TYPE_NAMES[key.type]}, not null")
+        raise ValueError(f"'{key.path}' must be {_TYPE_NAMES[key.type]}, not null")
     if key.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if key.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     ok = isinstance(value, key.type) and not (key.type is int and isinstance(value, bool))
     if not ok:
-        raise ConfigError(f"{where}: '{key.path}' must be {_TYPE_NAMES[key.type]}, "
-                          f"got {type(value).__name__} {value!r}")
-    if key.choices and value not in key.choices:
-        raise ConfigError(f"{where}: '{key.path}' must be one of {', '.join(key.choices)}; got {value!r}")
+        raise ValueError(f"'{key.path}' must be {_TYPE_NAMES[key.type]}, got {type(value).__name__} {value!r}")
+    if key.parse is not None:
+        try:
+            value = key.parse(value)
+        except ValueError as e:
+            raise ValueError(f"'{key.path}': {e}") from None
+    if key.choices:
+        canonical = {c.lower(): c for c in key.choices}
+        if str(value).lower() not in canonical:
+            raise ValueError(f"'{key.path}' must be one of {', '.join(key.choices)} (any case); got {value!r}")
+        value = canonical[str(value).lower()]
     if key.items is not None:
         for i, item in enumerate(value):
             if not isinstance(item, key.items) or (key.items is int and isinstance(item, bool)):
-                raise ConfigError(f"{where}: '{key.path}[{i}]' must be {_TYPE_NAMES[key.items]}, "
-                                  f"got {type(item).__name__} {item!r}")
+                raise ValueError(f"'{key.path}[{i}]' must be {_TYPE_NAMES[key.items]}, "
+                                 f"got {type(item).__name__} {item!r}")
     if key.check is not None:
         try:
             key.check(value)
         except ValueError as e:
-            raise ConfigError(f"{where}: '{key.path}': {e}") from e
+            raise ValueError(f"'{key.path}': {e}") from None
     return value
 
 
-def _expand(key: Key, value: Any) -> Any:
+def _expand(kind: type, value: Any) -> Any:
     expanded = _expand_env(value)
-    if key.type is not str and isinstance(value, str) and expanded != value:
+    if kind is not str and isinstance(value, str) and expanded != value:
         # `port: ${FLUENT_PORT}` is an integer once the variable is substituted.
         try:
             return yaml.safe_load(expanded)
@@ -412,16 +614,55 @@ def _expand_env(value: Any) -> Any:
     return value
 
 
-def _first_child(dotted: str, keys: dict[str, Key]) -> str:
-    prefix = dotted + "."
-    return next(k[len(prefix):].split(".")[0] for k in keys if k.startswith(prefix))
+# -- checks of the items of list keys whose owner is the engine (it cannot import this module) --
+
+_APPEND_KEYS = ("match", "extra_output", "extra_fields", "suggested_output")
+_MATCH_KEYS = ("source", "tags", "rule")
 
 
-def _suggest(dotted: str, keys: dict[str, Key]) -> str:
-    import difflib
+def _check_append_output(value: list[Any], at: str, warnings: list[str]) -> list[str]:
+    problems = []
+    for i, item in enumerate(value):
+        name = f"append_output[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: '{name}' must be a mapping of {', '.join(_APPEND_KEYS)}")
+            continue
+        for k in item:
+            if k not in _APPEND_KEYS:
+                problems.append(f"{at}: '{name}' has an unknown key '{k}' (its keys: {', '.join(_APPEND_KEYS)})")
+        match = item.get("match", {})
+        if not isinstance(match, dict):
+            problems.append(f"{at}: '{name}.match' must be a mapping of {', '.join(_MATCH_KEYS)}")
+        else:
+            problems += [f"{at}: '{name}.match' has an unknown key '{k}' (its keys: {', '.join(_MATCH_KEYS)})"
+                         for k in match if k not in _MATCH_KEYS]
+        if item.get("suggested_output"):
+            warnings.append(f"{at}: Falco key '{name}.suggested_output' is not used by Falconet: no field "
+                            f"class suggests output fields; name them in extra_fields")
+    return problems
 
-    close = difflib.get_close_matches(dotted, list(keys), n=1)
-    return f"did you mean '{close[0]}'?" if close else "see `falconet config --list` for the keys"
+
+def _check_rules_selection(value: list[Any], at: str, warnings: list[str]) -> list[str]:
+    problems = []
+    for i, item in enumerate(value):
+        name = f"rules[{i}]"
+        if not isinstance(item, dict) or not item or set(item) - {"enable", "disable"}:
+            problems.append(f"{at}: '{name}' must be {{enable: {{rule|tag: NAME}}}} or {{disable: ...}}")
+            continue
+        for action, spec in item.items():
+            if not isinstance(spec, dict) or not spec or set(spec) - {"rule", "tag"}:
+                problems.append(f"{at}: '{name}.{action}' must be {{rule: NAME}} or {{tag: NAME}}")
+    return problems
+
+
+def _no_item_check(value: Any, at: str, warnings: list[str]) -> list[str]:
+    return []
+
+
+_ITEM_CHECKS: dict[str, Callable[[Any, str, list[str]], list[str]]] = {
+    "append_output": _check_append_output,
+    "rules": _check_rules_selection,
+}
 
 
 def _set(d: dict[str, Any], parts: list[str], value: Any) -> None:

@@ -1,11 +1,14 @@
 """The configured rules: LoadOptions from falconet.yaml and CLI flags, then load_rules().
 
 `run`, `replay` and `rules` all load rules this way, so rule selection (`rules:`, `-D/-T/-t`,
-`priority`, `append_output`) means the same everywhere.
+`priority`, `append_output`) means the same everywhere. A selector that selects nothing (`-t
+nosuchtag`, `-D` matching no rule) is a ConfigError naming it, and so is a selection that leaves an
+enabled event source without any rule (`check_sources`): the sensor would run for nothing.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 from sensor.config import Config
 from sensor.engine.loader import LoadOptions, load_rules
 from sensor.engine.ruleset import Ruleset
+from sensor.errors import ConfigError
 
 
 def rule_paths(cfg: Config, override: Sequence[str] = ()) -> list[Path]:
@@ -43,5 +47,62 @@ def load_options(cfg: Config, *, disable: Sequence[str] = (), disable_tags: Sequ
 
 
 def load_configured(cfg: Config, rules_files: Sequence[str] = (), **selection: Any) -> Ruleset:
-    """Load the rules the configuration names (or `rules_files`), with its selection applied."""
-    return load_rules(rule_paths(cfg, rules_files), load_options(cfg, **selection))
+    """Load the rules the configuration names (or `rules_files`), with its selection applied.
+    Raises RulesLoadError, or ConfigError for a -D/-T/-t that selects no rule."""
+    ruleset = load_rules(rule_paths(cfg, rules_files), load_options(cfg, **selection))
+    check_selectors(ruleset, **selection)
+    return ruleset
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    # -D as the engine applies it (sensor/engine/loader.py _select): a * wildcard, else a substring.
+    return fnmatch.fnmatchcase(name, pattern) or ("*" not in pattern and pattern in name)
+
+
+def check_selectors(ruleset: Ruleset, *, disable: Sequence[str] = (), disable_tags: Sequence[str] = (),
+                    enable_tags: Sequence[str] = ()) -> None:
+    """ConfigError naming every -D, -T and -t that matches no loaded rule (a typo selects nothing)."""
+    rules = list(getattr(ruleset, "all_rules", ruleset.rules))
+    tags = sorted({t for r in rules for t in r.tags})
+    known = f"the loaded rules' tags: {', '.join(tags[:30])}{' ...' if len(tags) > 30 else ''}" if tags \
+        else "no loaded rule has tags"
+    problems = [f"-D {p}: no loaded rule's name contains or matches it ({len(rules)} rules loaded; "
+                f"`falconet -L` lists them)" for p in disable if not any(_name_matches(p, r.name) for r in rules)]
+    for flag, wanted in (("-T", disable_tags), ("-t", enable_tags)):
+        problems += [f"{flag} {t}: no loaded rule has this tag ({known})" for t in wanted if t not in tags]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def enabled_sources(cfg: Config) -> list[str]:
+    """The event sources the configuration turns on."""
+    out = []
+    if cfg.get("syscall.enabled"):
+        out.append("syscall")
+    if cfg.get("k8s_audit.webhook.enabled") or cfg.get("k8s_audit.files"):
+        out.append("k8s_audit")
+    return out
+
+
+def check_sources(cfg: Config, ruleset: Ruleset, selectors: Sequence[str] = ()) -> None:
+    """ConfigError when an enabled source has no enabled rule, naming what left it without."""
+    problems = []
+    for source in enabled_sources(cfg):
+        if any(r.source == source for r in ruleset.rules):
+            continue
+        loaded = sum(r.source == source for r in getattr(ruleset, "all_rules", ruleset.rules))
+        fix = (f"select some of its rules, or turn the source off (--disable-source {source})")
+        if not loaded:
+            problems.append(f"the {source} source is enabled but no loaded rule file has a {source} rule; "
+                            f"load rules for it, or turn the source off (--disable-source {source})")
+            continue
+        used = list(selectors)
+        if cfg.get("rules"):
+            used.append(f"rules: ({cfg.origin('rules')})")
+        if cfg.get("priority", "Debug") != "Debug":
+            used.append(f"priority: {cfg.get('priority')} ({cfg.origin('priority')})")
+        by = " and ".join(used) if used else "the rules' own enabled: false"
+        problems.append(f"the {source} source is enabled but {by} leave(s) none of its {loaded} rules "
+                        f"enabled; {fix}")
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -22,7 +22,7 @@ from typing import Any
 
 from sensor.alert import NAMES as PRIORITY_NAMES
 from sensor.alert import Alert, Priority
-from sensor.config import Config, Key, parse_duration
+from sensor.config import Config, Key, parse_duration, priority_name
 from sensor.sources import Source
 
 log = logging.getLogger("falconet")
@@ -34,8 +34,8 @@ CONFIG_KEYS: tuple[Key, ...] = (
     Key("event_drops.interval", str, "60s",
         "At most one event-drop alert per source per interval, carrying the drops since the last one.",
         check=parse_duration),
-    Key("event_drops.priority", str, "Critical", "Priority of event-drop alerts.",
-        choices=PRIORITY_NAMES),
+    Key("event_drops.priority", str, "Critical", "Priority of event-drop alerts (any case).",
+        choices=PRIORITY_NAMES, parse=priority_name),
 )
 
 TICK = 1.0          # seconds between housekeeping passes of the engine loop
@@ -52,6 +52,7 @@ class Summary:
     outputs: dict[str, Any] = field(default_factory=dict)
     reloads: int = 0
     reload_failures: int = 0
+    matches: dict[tuple[str, Any, str], int] = field(default_factory=dict)   # (rule, priority, source)
 
     @property
     def source_drops(self) -> int:
@@ -68,6 +69,20 @@ class Summary:
         if self.reloads or self.reload_failures:
             text += f"; reloads: {self.reloads} ({self.reload_failures} failed)"
         return text
+
+    def falco_stats(self) -> list[str]:
+        """What `falco -v` prints at exit: the alerts, by priority (most severe first) and by rule."""
+        by_priority: dict[Priority, int] = {}
+        by_rule: dict[str, int] = {}
+        for (rule, priority, _source), n in self.matches.items():
+            p = Priority.parse(priority)
+            by_priority[p] = by_priority.get(p, 0) + n
+            by_rule[rule] = by_rule.get(rule, 0) + n
+        lines = [f"Events detected: {sum(by_rule.values())}", "Rule counts by severity:"]
+        lines += [f"   {p.name}: {n}" for p, n in sorted(by_priority.items())]
+        lines.append("Triggered rules by rule name:")
+        lines += [f"   {rule}: {n}" for rule, n in sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return lines
 
 
 class Runtime:
@@ -173,13 +188,15 @@ class Runtime:
     # -- the loop ----------------------------------------------------------------------------------
 
     def run(self, duration: float | None = None) -> Summary:
-        """Poll until stopped, `duration` seconds have passed, or every source has finished."""
+        """Poll until stopped, `duration` seconds after every source started (capture attached),
+        or every source has finished."""
         started = time.monotonic()
-        deadline = started + duration if duration else None
-        next_tick = started + TICK
         try:
             for s in self.sources:
-                s.start()
+                self._start(s)
+            attached = time.monotonic()
+            deadline = attached + duration if duration else None
+            next_tick = attached + TICK
             self._running = True
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -210,7 +227,18 @@ class Runtime:
                 except Exception:
                     log.exception("stopping source %s failed", getattr(s, "name", s))
         return Summary(events=self.events, alerts=self.alerts, seconds=time.monotonic() - started,
-                       by_source=self.source_stats())
+                       by_source=self.source_stats(), matches=self.matches())
+
+    @staticmethod
+    def _start(source: Source) -> None:
+        """Start (attach) a source, saying what takes time and how long it took, as Falco does."""
+        name = getattr(source, "name", "source")
+        if name == "syscall":
+            log.info("Opening 'syscall' source with eBPF: compiling the eBPF program (a few seconds)...")
+        began = time.monotonic()
+        source.start()
+        if name == "syscall":
+            log.info("'syscall' source attached in %.1fs", time.monotonic() - began)
 
     def _pump(self, source: Source, timeout: float) -> None:
         events = source.poll(timeout)
@@ -257,6 +285,8 @@ class RunOptions:
     disable_tags: Sequence[str] = ()     # -T
     enable_tags: Sequence[str] = ()      # -t
     unbuffered: bool = False             # -U
+    verbose: bool = False                # -v
+    require_source: bool = False         # the command line: an enabled source without rules is an error
 
     def all_overrides(self) -> list[str]:
         return [*self.overrides, *(["buffered_outputs=false"] if self.unbuffered else [])]
@@ -282,6 +312,8 @@ class Plan:
         for d in getattr(self.ruleset, "warnings", [])[:20]:
             lines.append(f"Warning: {d}")
         lines.append("Sources: " + (", ".join(planned_sources(self.cfg)) or "none"))
+        lines.append(f"Buffered outputs: {str(bool(self.cfg.get('buffered_outputs'))).lower()} "
+                     f"({self.cfg.origin('buffered_outputs')})")
         if self.cfg.get("syscall.enabled"):
             from sensor.sources import syscall
 
@@ -300,12 +332,48 @@ def prepare(options: RunOptions, serializer: Any = None) -> Plan:
     """
     from sensor import config as config_mod
     from sensor import outputs
-    from sensor.rulesetup import load_configured
+    from sensor.rulesetup import check_sources, load_configured
 
     cfg = config_mod.load(options.config_path, options.all_overrides())
     ruleset = load_configured(cfg, list(options.rules_files), disable=list(options.disable),
                               disable_tags=list(options.disable_tags), enable_tags=list(options.enable_tags))
+    if options.require_source:
+        check_sources(cfg, ruleset, [*(f"-D {d}" for d in options.disable),
+                                     *(f"-T {t}" for t in options.disable_tags),
+                                     *(f"-t {t}" for t in options.enable_tags)])
     return Plan(cfg, ruleset, list(getattr(ruleset, "files", [])), outputs.validate(cfg, serializer))
+
+
+def announce(plan: Plan, verbose: bool = False) -> None:
+    """What Falco says at start-up: the version, the configuration file, the system, the rule
+    files loaded (with their rule counts)."""
+    from sensor import ENGINE_VERSION, __version__
+
+    u = os.uname()
+    log.info("Falconet version: %s (%s), engine %s", __version__, u.machine, ENGINE_VERSION)
+    log.info("Falconet initialized with configuration file: %s%s", plan.cfg.path or "none (defaults)",
+             f" and {len(plan.cfg.overrides)} -o overrides" if plan.cfg.overrides else "")
+    for w in plan.cfg.warnings:
+        log.warning("%s", w)
+    log.info("System info: %s %s %s %s", u.sysname, u.release, u.version, u.machine)
+    rs = plan.ruleset
+    loaded: dict[str, int] = {}
+    enabled: dict[str, int] = {}
+    for r in getattr(rs, "all_rules", rs.rules):
+        f = r.item.loc.name if hasattr(r, "item") else "?"
+        loaded[f] = loaded.get(f, 0) + 1
+        enabled[f] = enabled.get(f, 0) + int(r.enabled)
+    log.info("Loading rules from:")
+    for f in plan.rule_files:
+        log.info("   %s | %d rules, %d enabled", f, loaded.get(f, 0), enabled.get(f, 0))
+    warnings = getattr(rs, "warnings", [])
+    if warnings:
+        log.info("%d rule warnings%s", len(warnings), "" if verbose else " (-v prints them; "
+                 "`falconet -V FILE` explains each)")
+        if verbose:
+            for d in warnings:
+                log.warning("%s", d)
+    log.info("%d rules enabled of %d loaded", len(rs.rules), len(getattr(rs, "all_rules", rs.rules)))
 
 
 def planned_sources(cfg: Config) -> list[str]:
@@ -329,10 +397,13 @@ def configured_sources(cfg: Config, ruleset: Any) -> list[Source]:
     sources: list[Source] = []
     if cfg.get("syscall.enabled"):
         try:
-            from sensor.sources.syscall import SyscallSource
+            from sensor.sources.syscall import SyscallSource, preflight
         except ImportError as e:
             raise UnavailableError(f"the syscall source is not available in this build ({e}); run with "
                                    f"-o syscall.enabled=false to use other sources") from e
+        why = preflight()
+        if why:
+            raise UnavailableError(why)
         sources.append(SyscallSource(cfg, ruleset))
     from sensor.sources import k8s_audit
 
@@ -396,7 +467,8 @@ class Sensor:
         plan = self.plan = prepare(self.options, self.serializer)
         cfg = plan.cfg
         self.hostname = cfg.hostname()
-        sources = self.make_sources(cfg, plan.ruleset)
+        sources = self.make_sources(cfg, plan.ruleset)     # fails first when capture cannot run here
+        announce(plan, self.options.verbose)
         self.outputs = outputs_mod.build(cfg, stdout=self.stdout, serializer=self.serializer)
         try:
             from sensor.outputs import fluentlog
@@ -407,6 +479,7 @@ class Sensor:
         except BaseException:
             self.close()
             raise
+        log.info("Enabled event sources: %s", ", ".join(sorted({_event_source(s.name) for s in sources})))
         self.runtime = Runtime(plan.ruleset, sources, self.sink, on_tick=self.tick, on_reload=self.reload)
         self._next_metrics = time.monotonic() + self._metrics_interval(cfg)
 

@@ -31,10 +31,15 @@ def ebpf_missing() -> str | None:
     return None
 
 
+E2E = ROOT / "tests" / "e2e"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     why = None
     checked = False
     for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
         if item.get_closest_marker("ebpf"):
             if not checked:
                 why, checked = ebpf_missing(), True

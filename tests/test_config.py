@@ -96,7 +96,8 @@ def test_ill_typed_value_names_key_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r":1: 'json_output' must be true or false"):
         config.load(p)
     p = write(tmp_path, "priority: Loud\n")
-    with pytest.raises(ConfigError, match=r"'priority' must be one of Emergency, .*; got 'Loud'"):
+    with pytest.raises(ConfigError, match=r"'priority': unknown priority 'Loud'; one of Emergency, .*Debug "
+                                          r"\(any case; info for Informational\)"):
         config.load(p)
     p = write(tmp_path, "rules_files: [a, 3]\n")
     with pytest.raises(ConfigError, match=r"'rules_files\[1\]' must be a string, got int 3"):
@@ -108,7 +109,7 @@ def test_group_given_a_scalar_and_duplicate_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r":1: 'file_output' is a group of keys and must be a mapping"):
         config.load(p)
     p = write(tmp_path, "json_output: true\nstdout_output: {enabled: false}\njson_output: false\n")
-    with pytest.raises(ConfigError, match=r":3: 'json_output' is set twice \(first on line 1\)"):
+    with pytest.raises(ConfigError, match=r":3: 'json_output' is set twice \(first on line 1; keep one of them\)"):
         config.load(p)
 
 
@@ -219,3 +220,157 @@ def test_cli_list_describes_keys() -> None:
     assert res.exit_code == 0
     assert "fluent_output.ack_timeout  str  default 60s" in res.output
     assert "rule_matching  str (first|all)  default first" in res.output
+
+
+# -- Falco's falco.yaml, every problem at once, positions ---------------------------------------------
+
+FALCO_STOCK = Path(__file__).parent / "data" / "falco-0.44.1.yaml"
+
+
+def test_falcos_stock_falco_yaml_loads_with_zero_errors() -> None:
+    cfg = config.load(FALCO_STOCK)
+    assert cfg.get("priority") == "Debug"                       # `priority: debug`
+    assert cfg.get("rules_files") == ["/etc/falco/falco_rules.yaml", "/etc/falco/falco_rules.local.yaml",
+                                      "/etc/falco/rules.d"]
+    assert cfg.get("syslog_output.enabled") is True and cfg.get("webserver.listen_port") == 8765
+    # syscall_event_drops maps onto event_drops: actions [log, alert] and one message per 30 s.
+    assert cfg.get("event_drops.alerts") is True and cfg.get("event_drops.interval") == "30s"
+    assert cfg.origin("event_drops.interval") == f"{FALCO_STOCK}:159 (syscall_event_drops.rate)"
+    assert cfg.get("outputs_queue.capacity") == 10_000           # Falco's 0 (unbounded) keeps our bound
+    warned = "\n".join(cfg.warnings)
+    for key in ("config_files", "watch_config_files", "engine.modern_ebpf.buf_size_preset", "log_syslog",
+                "output_timeout", "syscall_event_drops.threshold", "metrics.resource_utilization_enabled",
+                "falco_libs.snaplen", "http_output.max_consecutive_timeouts"):
+        assert f"'{key}'" in warned, key
+    assert all(" not used by Falconet: " in w or "outputs_queue.capacity" in w for w in cfg.warnings)
+    # What Falconet does anyway is not a warning: the default engine, no plugins loaded, the base set.
+    for quiet in ("engine.kind", "load_plugins", "plugins", "base_syscalls", "capture.", "engine.kmod"):
+        assert f"'{quiet}" not in warned, quiet
+    lines = [int(w.split(":")[1]) for w in cfg.warnings]
+    assert lines == sorted(lines)                               # in the file's order
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    p = write(tmp_path, """\
+        json_output: maybe
+        file_output:
+          filname: x
+        priority: loud
+        engine:
+          kind: gpu
+        syscall_event_drops:
+          actions: [log, page]
+        """)
+    with pytest.raises(ConfigError) as e:
+        config.load(p, ["fluent_output.port=twenty"])
+    problems = e.value.problems                                 # type: ignore[attr-defined]
+    assert [x.split(": ", 1)[0] for x in problems] == [f"{p}:1", f"{p}:3", f"{p}:4", f"{p}:6", f"{p}:8",
+                                                       "-o fluent_output.port=twenty"]
+    assert str(e.value) == "\n".join(problems) and e.value.exit_code == 3
+    res = CliRunner().invoke(root, ["-c", str(p), "config"])
+    assert res.exit_code == 3
+    assert res.output.count("falconet: error: ") == 5
+
+
+def test_priority_in_any_case(tmp_path: Path) -> None:
+    for text, name in (("debug", "Debug"), ("warning", "Warning"), ("WARNING", "Warning"), ("info", "Informational"),
+                       ("Informational", "Informational")):
+        assert config.load(write(tmp_path, f"priority: {text}\n")).get("priority") == name
+    assert config.load(None, ["event_drops.priority=error"]).get("event_drops.priority") == "Error"
+    assert config.load(None, ["log_level=DEBUG"]).get("log_level") == "debug"
+
+
+def test_did_you_mean_only_for_a_likely_typo(tmp_path: Path) -> None:
+    def hint(text: str) -> str:
+        with pytest.raises(ConfigError) as e:
+            config.load(write(tmp_path, text))
+        return str(e.value)
+
+    assert "did you mean 'file_output.filename'?" in hint("file_output:\n  filname: x\n")
+    assert "did you mean 'syscall_event_drops'?" in hint("syscall_event_drop: {}\n")
+    assert "did you mean 'json_output'?" in hint("json_ouptut: true\n")
+    for far in ("tracing: 1\n", "drops: 1\n", "outputs_channel: 1\n", "kernel: {a: 1}\n"):
+        assert "see `falconet config --list` for the keys" in hint(far), far
+
+
+def test_falco_keys_map_where_falconet_has_the_equivalent(tmp_path: Path) -> None:
+    cfg = config.load(None, ["syscall_event_drops.rate=0.1", "syscall_event_drops.actions=[log]",
+                             "engine.kind=nodriver", "rule_files=[/r.yaml]", "http_output.ca_bundle=/ca.pem"])
+    assert cfg.get("event_drops.interval") == "10s" and cfg.get("event_drops.alerts") is False
+    assert cfg.get("syscall.enabled") is False and cfg.get("rules_files") == ["/r.yaml"]
+    assert cfg.get("http_output.ca_cert") == "/ca.pem" and not cfg.warnings
+    cfg = config.load(None, ["engine.kind=kmod", "load_plugins=[k8saudit, container]",
+                             "syscall_event_drops.actions=[alert, exit]"])
+    assert cfg.warnings == [
+        "-o engine.kind=kmod: Falco key 'engine.kind' is not used by Falconet: it has no kernel module and "
+        "always captures with eBPF, as Falco's modern_ebpf does",
+        "-o load_plugins=[k8saudit, container]: Falco key 'load_plugins' is not used by Falconet: it loads no "
+        "plugins: Kubernetes audit events are a built-in source (k8s_audit.webhook, k8s_audit.files); "
+        "container metadata is built in (syscall.container_sockets)",
+        "-o syscall_event_drops.actions=[alert, exit]: Falco key 'syscall_event_drops.actions' is not used by "
+        "Falconet: its action 'exit' is not implemented: the sensor keeps running and reports the drops (and "
+        "logs them)"]
+    p = write(tmp_path, "event_drops:\n  interval: 5m\nsyscall_event_drops:\n  rate: 1\n")
+    with pytest.raises(ConfigError, match=rf"{p}:2: 'event_drops.interval' is also set by Falco's "
+                                          rf"'syscall_event_drops.rate' \({p}:4\); keep one of them"):
+        config.load(p)
+
+
+def test_config_remembers_the_position_of_every_value(tmp_path: Path) -> None:
+    p = write(tmp_path, """\
+        rules_files:
+          - /a.yaml
+          - /b.yaml
+        static_fields:
+          env: prod
+        response:
+          actions:
+            - name: kill-shells
+              match:
+                rules: [Shell spawned, "Terminal*"]
+              do: kill_process
+        """)
+    cfg = config.load(p, ["rules_files[]=/c.yaml", "append_output[]={extra_output: x}"])
+    assert cfg.origin("rules_files") == "-o rules_files[]=/c.yaml"       # what changed the list last
+    assert cfg.origin("rules_files[0]") == f"{p}:2"
+    assert cfg.origin("rules_files[1]") == f"{p}:3"
+    assert cfg.origin("rules_files[2]") == "-o rules_files[]=/c.yaml"
+    assert cfg.origin("static_fields.env") == f"{p}:5"
+    assert cfg.origin("response.actions[0]") == f"{p}:8"
+    assert cfg.origin("response.actions[0].match") == f"{p}:9"
+    assert cfg.origin("response.actions[0].match.rules[1]") == f"{p}:10"
+    assert cfg.origin("response.actions[0].do") == f"{p}:11"
+    assert cfg.origin("response.actions[0].with.signal") == f"{p}:8"   # nearest recorded parent
+    assert cfg.origin("append_output[0].extra_output") == "-o append_output[]={extra_output: x}"
+    assert cfg.origin("stdout_output.enabled") == "default"
+
+
+def test_override_replaces_a_list_item_as_falco_does() -> None:
+    cfg = config.load(None, ["rules_files=[/a.yaml, /b.yaml]", "rules_files[1]=/x.yaml"])
+    assert cfg.get("rules_files") == ["/a.yaml", "/x.yaml"]
+    assert cfg.origin("rules_files[1]") == "-o rules_files[1]=/x.yaml"
+    with pytest.raises(ConfigError, match=r"'rules_files' has 2 items; \[5\] is past its end \(use \[\] to append\)"):
+        config.load(None, ["rules_files=[/a.yaml, /b.yaml]", "rules_files[5]=/x.yaml"])
+
+
+def test_list_items_of_engine_keys_are_checked_with_their_position(tmp_path: Path) -> None:
+    p = write(tmp_path, "append_output:\n  - match: {source: syscall, tag: x}\n    extra_output: y\n"
+                        "rules:\n  - enable: {name: x}\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(p)
+    assert e.value.problems == [                                # type: ignore[attr-defined]
+        f"{p}:1: 'append_output[0].match' has an unknown key 'tag' (its keys: source, tags, rule)",
+        f"{p}:4: 'rules[0].enable' must be {{rule: NAME}} or {{tag: NAME}}"]
+
+
+def test_cli_config_warns_about_falco_keys_on_stderr() -> None:
+    import subprocess
+    import sys
+
+    falconet = str(Path(sys.executable).with_name("falconet"))
+    res = subprocess.run([falconet, "-c", str(FALCO_STOCK), "config"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"priority: Debug  # {FALCO_STOCK}:77" in res.stdout.splitlines()
+    assert f"event_drops.interval: 30s  # {FALCO_STOCK}:159 (syscall_event_drops.rate)" in res.stdout.splitlines()
+    warned = res.stderr.splitlines()
+    assert warned and all(line.startswith(f"falconet: warning: {FALCO_STOCK}:") for line in warned)

@@ -286,13 +286,16 @@ def falconet(*args: str, timeout: float = 60, prefix: tuple[str, ...] = (), **kw
 
 
 def test_run_dry_run_prints_what_would_run(tmp_path: Path, rules_file: Path) -> None:
-    res = falconet("run", "--dry-run", "-r", str(rules_file), "-o", "syscall.enabled=false",
+    audit_rules = tmp_path / "audit_rules.yaml"
+    audit_rules.write_text("- rule: Secret read\n  desc: t\n  condition: ka.target.resource = secrets\n"
+                           "  output: secret read by %ka.user.name\n  priority: Warning\n  source: k8s_audit\n")
+    res = falconet("run", "--dry-run", "-r", str(rules_file), "-r", str(audit_rules), "-o", "syscall.enabled=false",
                    "-o", f"k8s_audit.files=[{tmp_path}/audit.log]", "-o", "fluent_output.enabled=true",
                    "-o", f"state_dir={tmp_path}")
     assert res.returncode == 0, res.stderr
     out = res.stdout.splitlines()
     assert f"Rules file: {rules_file}" in out
-    assert "Rules: 2 enabled of 2 loaded, sources syscall" in out
+    assert "Rules: 3 enabled of 3 loaded, sources k8s_audit, syscall" in out
     assert f"Sources: k8s_audit file {tmp_path}/audit.log" in out
     assert "Output stdout: in-memory queue of 10000 alerts" in out
     assert f"Output fluent: spooled in {tmp_path}/spool/fluent (up to 1GiB)" in out
@@ -370,7 +373,7 @@ response:
       match: {sources: [syscall], condition: "falconet_container and proc.name = cat"}
       do: kill_process
 """)
-    res = falconet("run", "--dry-run", "-c", str(cfg), "-o", "syscall.enabled=false")
+    res = falconet("run", "--dry-run", "-c", str(cfg))
     assert res.returncode == 0, res.stderr
     assert any(line.startswith("Response action kill-in-containers: kill_process on sources ['syscall'], "
                                "condition 'falconet_container and proc.name = cat'")

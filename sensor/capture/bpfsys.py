@@ -1,6 +1,6 @@
 """The few bpf(2) map commands the sensor process needs, without bcc.
 
-The long-lived sensor never imports bcc (it would hold LLVM's pages, ../shared/notes/ebpf.md); it
+The long-lived sensor never imports bcc (it would hold LLVM's pages; docs/capture.md); it
 holds map file descriptors handed over by the compile child and reads or updates them directly.
 """
 

@@ -253,7 +253,7 @@ static __always_inline void fill_header(void *hdr_, u16 kind, u16 nr) {
 BPF_ARRAY(ring_produced, u64, 1);
 
 // Never wake the reader: it drains the ring on a short timer, in batches, so a busy producer
-// pays no wake-up per record (measured: 3.03x with wake-ups, 1.74x without).
+// pays no wake-up per record (measured on a tight open loop: 3.03x with wake-ups, 1.74x without).
 static __always_inline int submit(void *data, u64 size) {
     if (events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP) < 0) {
         count(C_DROPS);

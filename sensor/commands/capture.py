@@ -1,14 +1,18 @@
 """`falconet capture -w FILE`: record live syscall events as JSON lines for `falconet replay`.
 
-Each line is `{"source": "syscall", "fields": {...}}` with every field of the event that has a
-value (sensor.engine.fields.record), so the file replays under any rule set. What is captured is
-what the rules given (-r, else the configured ones) need, as for `falconet run`; --all captures
-every syscall Falconet knows.
+Each event is every field of it that has a value (sensor.engine.fields.record), so the file replays
+under any rule set; what the events of one process share is written once (sensor/sources/replay.py
+describes the format). What is captured is what the rules given (-r, else the configured ones)
+need, as for `falconet run`; --all captures every syscall Falconet knows.
+
+A recording holds command lines and file names of the whole machine: it is created 0600, and
+processes' environments (proc.env, where secrets live) are left out unless --with-env.
 """
 
 from __future__ import annotations
 
-import json
+import errno
+import os
 import signal
 import sys
 import time
@@ -16,53 +20,105 @@ from typing import Any, TextIO
 
 import click
 
-from sensor import config as config_mod
-from sensor.engine.loader import RulesLoadError
-from sensor.status import Exit
+from sensor.commands import options
+from sensor.errors import UnavailableError
+
+
+def open_recording(path: str) -> TextIO:
+    """`path` created (or truncated) 0600 for writing, never through a symbolic link; an
+    UnavailableError that says why not and what to do."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        raise UnavailableError(_open_error(path, e)) from None
+    try:
+        os.fchmod(fd, 0o600)              # an existing file keeps no wider mode than a new one
+    except OSError:
+        pass
+    return os.fdopen(fd, "w", encoding="ascii")
+
+
+def _open_error(path: str, e: OSError) -> str:
+    parent = os.path.dirname(os.path.abspath(path))
+    if e.errno == errno.ENOENT:
+        return f"capture -w {path}: the directory {parent} does not exist; create it or write elsewhere"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"capture -w {path}: permission denied; write to a directory this user can write"
+    if e.errno == errno.EROFS:
+        return f"capture -w {path}: {parent} is on a read-only filesystem; write elsewhere"
+    if e.errno == errno.EISDIR:
+        return f"capture -w {path}: it is a directory; give a file name"
+    if e.errno == errno.ELOOP:
+        return f"capture -w {path}: it is a symbolic link; give the path of the file itself"
+    return f"capture -w {path}: {e.strerror}"
 
 
 @click.command("capture")
-@click.option("-w", "write", metavar="FILE", help="Write the events to FILE ('-' for stdout).")
-@click.option("-M", "duration", type=float, metavar="SECONDS", help="Stop after this many seconds.")
-@click.option("-n", "max_events", type=int, metavar="N", help="Stop after N events.")
-@click.option("-r", "rules_files", multiple=True, metavar="PATH",
-              help="Capture what these rules need (repeatable); default: the configured rules.")
-@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
-@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
+@click.option("-w", "write", metavar="FILE", help="Write the events to FILE (created 0600; '-' for stdout).")
+@click.option("-M", "duration", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop after this many seconds, counted from the moment capture is attached.")
+@click.option("-n", "max_events", type=click.IntRange(min=1), metavar="N", help="Stop after N events.")
+@options.config_and_rules
 @click.option("--all", "all_types", is_flag=True, help="Capture every syscall Falconet knows, not only "
               "what the rules need (no kernel filter either).")
+@click.option("--with-env", is_flag=True,
+              help="Also record each process's environment (proc.env), which often holds secrets; rules "
+                   "that read proc.env match on replay only with it.")
+@click.option("--full", "full", is_flag=True,
+              help="Write every event in full, without shared process contexts (larger).")
 @click.option("--print-bpf", is_flag=True, help="Print the final BPF program (with its -D flags) and exit.")
 @click.pass_context
 def capture(ctx: click.Context, write: str | None, duration: float | None, max_events: int | None,
-            rules_files: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...],
-            all_types: bool, print_bpf: bool) -> None:
+            config_path: str | None, overrides: tuple[str, ...], rules_files: tuple[str, ...],
+            all_types: bool, with_env: bool, full: bool, print_bpf: bool) -> None:
     """Record live syscall events until Ctrl-C (or -M/-n); a summary line goes to stderr."""
-    root = ctx.find_root().obj or {}
-    cfg = config_mod.load(config_path or root.get("config_path"), [*root.get("overrides", []), *overrides])
+    settings = options.settings(ctx, config_path, overrides, rules_files)
+    # Without --with-env the capture does not even read environments.
+    cfg = options.load_config(settings, () if with_env else ("syscall.read_env=false",))
+    if with_env and not cfg.get("syscall.read_env"):
+        raise click.UsageError(f"--with-env needs syscall.read_env: true (set at {cfg.origin('syscall.read_env')})")
+    if not write and not print_bpf:
+        raise click.UsageError("-w FILE is required (or --print-bpf)")
+    # The file first: a path that cannot be written fails before seconds of compiling.
+    out: TextIO | None = None
+    if not print_bpf:
+        assert write is not None
+        out = sys.stdout if write == "-" else open_recording(write)
+    try:
+        src = _source(cfg, settings.rules_files, all_types)
+        if out is None:
+            click.echo(src.bpf_program())
+            return
+        if src.unknown_types:
+            click.echo(f"falconet: note: the rules name event types the capture cannot produce: "
+                       f"{', '.join(src.unknown_types)}", err=True)
+        written, elapsed, stats, size = _record(src, out, duration, max_events, with_env, not full)
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    per_event = f"; {size / written:.0f} bytes per event" if written else ""
+    click.echo(f"Events captured: {written}; drops: {stats.get('drops', 0)}; elapsed: {elapsed:.1f}s{per_event}",
+               err=True)
+
+
+def _source(cfg: Any, rules_files: list[str], all_types: bool) -> Any:
     ruleset = None
     if not all_types:
         from sensor.rulesetup import load_configured
 
-        try:
-            ruleset = load_configured(cfg, list(rules_files) or root.get("rules_files", []))
-        except RulesLoadError as e:
-            for d in e.errors:
-                click.echo(f"falconet: error: {d}", err=True)
-            ctx.exit(Exit.FAILED)
+        ruleset = load_configured(cfg, rules_files)
     from sensor.sources.syscall import SyscallSource
 
-    src = SyscallSource(cfg, ruleset, all_events=True)
-    if print_bpf:
-        click.echo(src.bpf_program())
-        return
-    if not write:
-        raise click.UsageError("-w FILE is required (or --print-bpf)")
-    if src.unknown_types:
-        click.echo(f"falconet: note: the rules name event types the capture cannot produce: "
-                   f"{', '.join(src.unknown_types)}", err=True)
-    from sensor.engine.fields.record import record_fields
+    return SyscallSource(cfg, ruleset, all_events=True)
 
-    out: TextIO = sys.stdout if write == "-" else open(write, "w", encoding="utf-8")
+
+def _record(src: Any, out: TextIO, duration: float | None, max_events: int | None, with_env: bool,
+            compact: bool) -> tuple[int, float, dict[str, Any], int]:
+    from sensor.engine.fields.record import record_fields
+    from sensor.sources.replay import RecordWriter
+
+    writer = RecordWriter(out, with_env=with_env, compact=compact)
     stopping = False
 
     def stop(*_: Any) -> None:
@@ -70,19 +126,16 @@ def capture(ctx: click.Context, write: str | None, duration: float | None, max_e
         stopping = True
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    written = 0
     started = time.monotonic()
-    src.start()
     try:
-        deadline = started + duration if duration else None
+        src.start()
+        deadline = time.monotonic() + duration if duration else None
         while not stopping:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             for ev in src.poll(0.2):
-                line = {"source": "syscall", "fields": record_fields(ev)}
-                out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str) + "\n")
-                written += 1
-                if max_events is not None and written >= max_events:
+                writer.write("syscall", record_fields(ev))
+                if max_events is not None and writer.events >= max_events:
                     stopping = True
                     break
     finally:
@@ -90,9 +143,5 @@ def capture(ctx: click.Context, write: str | None, duration: float | None, max_e
         src.stop()
         for s, h in old.items():
             signal.signal(s, h)
-        if out is not sys.stdout:
-            out.close()
-        else:
-            out.flush()
-    click.echo(f"Events captured: {written}; drops: {stats.get('drops', 0)}; "
-               f"elapsed: {time.monotonic() - started:.1f}s", err=True)
+        out.flush()
+    return writer.events, time.monotonic() - started, stats, writer.bytes

@@ -8,12 +8,12 @@ import click
 import yaml
 
 from sensor import config as config_mod
+from sensor.commands import options
 from sensor.credentials import redact
 
 
 @click.command("config")
-@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
-@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
+@options.config
 @click.option("--default", "show_default", is_flag=True,
               help="Print the bundled default falconet.yaml, generated from every declared key.")
 @click.option("--list", "list_keys", is_flag=True, help="List every key: type, default, description.")
@@ -31,8 +31,7 @@ def config(ctx: click.Context, config_path: str | None, overrides: tuple[str, ..
             click.echo(f"{key.path}  {kind}  default {_scalar(key.default)}")
             click.echo(f"    {key.description}")
         return
-    root = ctx.find_root().obj or {}
-    cfg = config_mod.load(config_path or root.get("config_path"), [*root.get("overrides", []), *overrides])
+    cfg = options.load_config(options.settings(ctx, config_path, overrides))
     click.echo(f"# {cfg.path or 'no configuration file: defaults'}")
     for key in config_mod.schema():
         click.echo(f"{key}: {_scalar(redact(cfg.get(key), key))}  # {cfg.origin(key)}")

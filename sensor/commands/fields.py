@@ -9,8 +9,10 @@ import click
 from sensor.status import Exit
 
 
-def print_fields(source: str | None, markdown: bool = False, as_json: bool = False) -> int:
-    """Print the field registry, grouped by field class, for one source or all."""
+def print_fields(source: str | None, markdown: bool = False, as_json: bool = False,
+                 names_only: bool = False) -> int:
+    """Print the field registry, grouped by field class, for one source or all (`names_only`: one
+    field name a line, as `falco --list -N`)."""
     from sensor.engine.fields import SOURCES, classes
 
     if source is not None and source not in SOURCES:
@@ -22,6 +24,11 @@ def print_fields(source: str | None, markdown: bool = False, as_json: bool = Fal
                                 "fields": [{"name": f.name, "type": f.type, "desc": f.desc,
                                             "arg": f.arg, "is_list": f.is_list} for f in c.fields]}
                                for c in chosen], indent=2))
+        return Exit.OK
+    if names_only:
+        for c in chosen:
+            for f in c.fields:
+                click.echo(f.name)
         return Exit.OK
     for c in chosen:
         if not c.fields:
@@ -48,6 +55,8 @@ def print_fields(source: str | None, markdown: bool = False, as_json: bool = Fal
 @click.argument("source", required=False)
 @click.option("--markdown", is_flag=True, help="Markdown tables.")
 @click.option("--json", "as_json", is_flag=True, help="JSON.")
-def fields(source: str | None, markdown: bool, as_json: bool) -> None:
+@click.option("-N", "names_only", is_flag=True, help="Only the field names.")
+@click.pass_context
+def fields(ctx: click.Context, source: str | None, markdown: bool, as_json: bool, names_only: bool) -> None:
     """List the fields of every source, or of SOURCE (syscall, k8s_audit)."""
-    raise SystemExit(print_fields(source, markdown, as_json))
+    ctx.exit(print_fields(source, markdown, as_json, names_only))

@@ -17,7 +17,7 @@ import click
 
 from sensor import config as config_mod
 from sensor.alert import Alert, add_static_fields
-from sensor.engine.loader import RulesLoadError
+from sensor.commands import options
 from sensor.errors import ConfigError
 from sensor.outputs.render import Renderer
 from sensor.rulesetup import load_configured
@@ -56,34 +56,26 @@ def refuse_output_overrides(overrides: list[str]) -> None:
 
 @click.command("replay")
 @click.argument("file")
-@click.option("-r", "rules_files", multiple=True, metavar="PATH", help="Rule file or directory (repeatable).")
-@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
-@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
-@click.option("-D", "disable", multiple=True, metavar="PATTERN", help="Disable rules matching the name.")
-@click.option("-T", "disable_tags", multiple=True, metavar="TAG", help="Disable rules with this tag.")
-@click.option("-t", "enable_tags", multiple=True, metavar="TAG", help="Only run rules with this tag.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON alert per line (-o json_output=true).")
+@options.config_and_rules
+@options.selection
+@options.as_json
 @click.option("--outputs", "run_outputs", is_flag=True,
               help="Send the alerts through the configured outputs (stdout_output, file_output, "
                    "fluent_output, ...) as `falconet run` does, instead of printing them.")
 @click.pass_context
-def replay(ctx: click.Context, file: str, rules_files: tuple[str, ...], config_path: str | None,
-           overrides: tuple[str, ...], disable: tuple[str, ...], disable_tags: tuple[str, ...],
+def replay(ctx: click.Context, file: str, config_path: str | None, overrides: tuple[str, ...],
+           rules_files: tuple[str, ...], disable: tuple[str, ...], disable_tags: tuple[str, ...],
            enable_tags: tuple[str, ...], as_json: bool, run_outputs: bool) -> None:
-    """Run the events recorded in FILE (JSON lines; `-` for stdin) through the rules and print the
-    alerts, or with --outputs deliver them as `falconet run` would. A summary line goes to stderr."""
-    root = ctx.find_root().obj or {}
-    ovr = [*root.get("overrides", []), *overrides] + (["json_output=true"] if as_json else [])
+    """Run the events recorded in FILE (JSON lines of `falconet capture`, or Kubernetes audit events;
+    `-` for stdin) through the rules and print the alerts, or with --outputs deliver them as
+    `falconet run` would. A summary line goes to stderr."""
+    settings = options.settings(ctx, config_path, overrides, rules_files)
+    extra = ("json_output=true",) if as_json else ()
     if not run_outputs:
-        refuse_output_overrides(ovr)
-    cfg = config_mod.load(config_path or root.get("config_path"), ovr)
-    try:
-        rs = load_configured(cfg, list(rules_files) or root.get("rules_files", []), disable=disable,
-                             disable_tags=disable_tags, enable_tags=enable_tags)
-    except RulesLoadError as e:
-        for d in e.errors:
-            click.echo(f"falconet: error: {d}", err=True)
-        ctx.exit(Exit.FAILED)
+        refuse_output_overrides([*settings.overrides, *extra])
+    cfg = options.load_config(settings, extra)
+    rs = load_configured(cfg, settings.rules_files, disable=disable, disable_tags=disable_tags,
+                         enable_tags=enable_tags)
     from sensor.runtime import Runtime
 
     if not run_outputs:

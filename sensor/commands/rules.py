@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from sensor import config as config_mod
+from sensor.commands import options
 from sensor.engine import ast
 from sensor.engine.compiler import CompiledRule
 from sensor.engine.loader import FileResult, RulesLoadError, load_rules
@@ -144,13 +145,8 @@ def rules() -> None:
     """Validate, list and describe rule files."""
 
 
-def _rules_opt(f: Any) -> Any:
-    return click.option("-r", "rules_files", multiple=True, metavar="PATH",
-                        help="Rule file or directory (repeatable); default: the configured rules_files.")(f)
-
-
-def _json_opt(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="JSON output (-o json_output=true).")(f)
+_rules_opt = options.rules_files
+_json_opt = options.as_json
 
 
 def _merge(ctx: click.Context, rules_files: tuple[str, ...]) -> dict[str, Any]:

@@ -1,65 +1,164 @@
-"""`falconet run`: capture events, match the rules, send the alerts (Falco's `falco`)."""
+"""`falconet run [flags]` and `falconet [flags]`: capture events, match the rules, send the alerts
+(Falco's `falco`). The flags are Falco's (sensor/commands/options.py); this module turns them into
+RunOptions and configuration overrides, and prints what the sensor did when it stops."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import click
 
-from sensor.engine.loader import RulesLoadError
-from sensor.runtime import RunOptions, Sensor, prepare
+from sensor.commands import options
+from sensor.commands.options import Settings
+from sensor.errors import ConfigError, UnavailableError
 from sensor.status import Exit
 
+log = logging.getLogger("falconet")
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
+           "error": logging.ERROR, "critical": logging.CRITICAL, "alert": logging.CRITICAL,
+           "emergency": logging.CRITICAL}
+
+# Falco's -pc / -pk formats (app/actions/init_falco_engine.cpp before the container plugin).
+CONTAINER_INFO = ("container_id=%container.id container_image=%container.image.repository "
+                  "container_image_tag=%container.image.tag container_name=%container.name")
+K8S_INFO = "k8s_ns=%k8s.ns.name k8s_pod_name=%k8s.pod.name"
+
+
+@dataclass
+class RunFlags:
+    """Falco's run flags as the command line gave them (see sensor/commands/options.py)."""
+
+    duration: float | None = None
+    disable: Sequence[str] = ()
+    disable_tags: Sequence[str] = ()
+    enable_tags: Sequence[str] = ()
+    unbuffered: bool = False
+    dry_run: bool = False
+    verbose: bool = False
+    disable_source: Sequence[str] = ()
+    enable_source: Sequence[str] = ()
+    pidfile: str | None = None
+    print_format: str | None = None
+
+    def merged(self, root: dict[str, Any]) -> RunFlags:
+        """These flags (of `falconet run`) with the root command's (`falconet -M 5 run`) added."""
+        out = {}
+        for name, mine in vars(self).items():
+            theirs = root.get(name)
+            if isinstance(mine, tuple | list):
+                out[name] = (*(theirs or ()), *mine)
+            else:
+                out[name] = mine if mine not in (None, False) else (theirs if theirs is not None else mine)
+        return RunFlags(**out)
+
+
+def source_overrides(flags: RunFlags) -> list[str]:
+    """--enable-source / --disable-source as configuration overrides."""
+    if flags.enable_source and flags.disable_source:
+        raise click.UsageError("--enable-source and --disable-source cannot be mixed (as in Falco)")
+    off: set[str] = set(flags.disable_source)
+    if flags.enable_source:
+        off = {"syscall", "k8s_audit"} - set(flags.enable_source)
+    out = []
+    if "syscall" in off:
+        out.append("syscall.enabled=false")
+    if "k8s_audit" in off:
+        out += ["k8s_audit.webhook.enabled=false", "k8s_audit.files=[]"]
+    return out
+
+
+def print_overrides(fmt: str | None) -> list[str]:
+    """-p as append_output items (Falco 0.44: deprecated for -o append_output)."""
+    if not fmt:
+        return []
+    log.warning("-p/--print is deprecated in Falco; use -o append_output instead")
+    if fmt in ("c", "container"):
+        item: dict[str, Any] = {"match": {"source": "syscall"}, "extra_output": CONTAINER_INFO}
+    elif fmt in ("k", "kubernetes"):
+        item = {"match": {"source": "syscall"}, "extra_output": f"{CONTAINER_INFO} {K8S_INFO}"}
+    else:
+        item = {"extra_output": fmt}
+    return [f"append_output[]={json.dumps(item)}"]
+
+
+def run_sensor(settings: Settings, flags: RunFlags) -> int:
+    """Run the sensor (or its dry run) as the flags say; return the exit code."""
+    from sensor.runtime import RunOptions, Sensor, planned_sources, prepare
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s falconet %(levelname)s %(message)s")
+    if flags.verbose:       # per attached syscall, what the kernel keeps of its events
+        logging.getLogger("falconet.capture").setLevel(logging.DEBUG)
+    run_options = RunOptions(
+        config_path=settings.config_path,
+        overrides=[*settings.overrides, *source_overrides(flags), *print_overrides(flags.print_format)],
+        rules_files=settings.rules_files, disable=flags.disable, disable_tags=flags.disable_tags,
+        enable_tags=flags.enable_tags, unbuffered=flags.unbuffered, verbose=flags.verbose,
+        require_source=True)
+    if flags.dry_run:
+        plan = prepare(run_options)
+        for w in plan.cfg.warnings:
+            click.echo(f"falconet: warning: {w}", err=True)
+        for line in plan.describe():
+            click.echo(line)
+        if not planned_sources(plan.cfg):
+            raise ConfigError("no event source is enabled", hint=_NO_SOURCE_HINT)
+        return Exit.OK
+    sensor = Sensor(run_options)
+    sensor.start()
+    assert sensor.plan is not None
+    logging.getLogger().setLevel(_LEVELS[sensor.plan.cfg.get("log_level", "info")])
+    with _pidfile(flags.pidfile):
+        summary = sensor.run(flags.duration)
+    sys.stdout.flush()
+    if flags.verbose:
+        for line in summary.falco_stats():
+            click.echo(line, err=True)
+    click.echo(summary.line(), err=True)
+    return Exit.OK
+
+
+_NO_SOURCE_HINT = ("keep one of syscall.enabled, k8s_audit.webhook.enabled or k8s_audit.files on "
+                   "(check --disable-source/--enable-source)")
+
+
+class _pidfile:
+    """-P FILE: the PID written while the sensor runs, removed when it stops."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+
+    def __enter__(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            raise UnavailableError(f"-P {self.path}: cannot write the PID file: {e.strerror}",
+                                   hint="choose a writable path, e.g. /run/falconet.pid") from e
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 @click.command("run")
-@click.option("-r", "rules_files", multiple=True, metavar="PATH",
-              help="Rule file or directory (repeatable); replaces rules_files from the config.")
-@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
-@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Set a configuration key (value parsed as YAML); 'key[]=value' appends to a list.")
-@click.option("-M", "duration", type=float, metavar="SECONDS", help="Stop after this many seconds.")
-@click.option("-D", "disable", multiple=True, metavar="RULE",
-              help="Disable rules whose name contains RULE (or matches it, with * wildcards).")
-@click.option("-T", "disable_tags", multiple=True, metavar="TAG", help="Disable rules with this tag.")
-@click.option("-t", "enable_tags", multiple=True, metavar="TAG", help="Only run rules with this tag.")
-@click.option("-U", "unbuffered", is_flag=True, help="Flush every alert at once (buffered_outputs=false).")
-@click.option("--dry-run", is_flag=True, help="Load and check configuration and rules, print what would run.")
-@click.option("-v", "verbose", is_flag=True,
-              help="Verbose start-up: log, per syscall, what the kernel keeps of its events.")
+@options.config_and_rules
+@options.run_flags
 @click.pass_context
-def run(ctx: click.Context, rules_files: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...],
-        duration: float | None, disable: tuple[str, ...], disable_tags: tuple[str, ...],
-        enable_tags: tuple[str, ...], unbuffered: bool, dry_run: bool, verbose: bool) -> None:
-    """Run the sensor until SIGINT/SIGTERM (or -M seconds). SIGHUP reloads configuration and rules
-    (keeping the old ones if the new ones fail); SIGUSR1 reopens output files. A summary line goes to
-    stderr at the end."""
-    root = ctx.find_root().obj or {}
-    options = RunOptions(config_path=config_path or root.get("config_path"),
-                         overrides=[*root.get("overrides", []), *overrides],
-                         rules_files=list(rules_files) or list(root.get("rules_files", [])),
-                         disable=disable, disable_tags=disable_tags, enable_tags=enable_tags,
-                         unbuffered=unbuffered)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s falconet %(levelname)s %(message)s")
-    if verbose:
-        logging.getLogger("falconet.capture").setLevel(logging.DEBUG)
-    try:
-        if dry_run:
-            for line in prepare(options).describe():
-                click.echo(line)
-            return
-        sensor = Sensor(options)
-        sensor.start()
-    except RulesLoadError as e:
-        for d in e.errors:
-            click.echo(f"falconet: error: {d}", err=True)
-        ctx.exit(Exit.FAILED)
-    assert sensor.plan is not None
-    logging.getLogger().setLevel(_LEVELS[sensor.plan.cfg.get("log_level", "info")])
-    summary = sensor.run(duration)
-    sys.stdout.flush()
-    click.echo(summary.line(), err=True)
+def run(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], rules_files: tuple[str, ...],
+        **flags: Any) -> None:
+    """Run the sensor until SIGINT/SIGTERM (or -M seconds after capture is attached). SIGHUP reloads
+    configuration and rules (keeping the old ones if the new ones fail); SIGUSR1 reopens output
+    files. A summary line goes to stderr at the end; with -v the alerts by priority and by rule."""
+    settings = options.settings(ctx, config_path, overrides, rules_files)
+    root_flags = (ctx.find_root().obj or {}).get("run", {})
+    ctx.exit(run_sensor(settings, RunFlags(**flags).merged(root_flags)))

@@ -4,6 +4,11 @@
 bounded store (memory queue, or disk spool when its `spool.enabled`) and worker thread, so the
 engine never waits for a channel (channel.py). This module declares the keys shared by all
 channels; each channel module declares its own, next to its code.
+
+A channel module has `from_config(cfg, ctx)` (its transport and encoder, or None when disabled)
+and may have `check(cfg)`: what the channel needs from this machine (a directory to write in, a
+program to run, a syslog socket), checked at start-up, by `run --dry-run` and at reload, so that a
+channel that cannot deliver fails the start (UnavailableError, exit 4) instead of dropping alerts.
 """
 
 from __future__ import annotations
@@ -143,10 +148,20 @@ def build(cfg: Any, *, stdout: BinaryIO | None = None,
 
 def _transports(cfg: Any, ctx: BuildContext) -> list[tuple[str, Any, Any]]:
     out = []
-    for mod_name in CHANNEL_MODULES:
-        made = importlib.import_module(f"sensor.outputs.{mod_name}").from_config(cfg, ctx)
-        if made is not None:
-            out.append((mod_name, *made))
+    try:
+        for mod_name in CHANNEL_MODULES:
+            mod = importlib.import_module(f"sensor.outputs.{mod_name}")
+            check = getattr(mod, "check", None)
+            if (check is not None and cfg.get(f"{mod_name}_output.enabled")
+                    and not (mod_name == "stdout" and ctx.stdout is not None)):
+                check(cfg)
+            made = mod.from_config(cfg, ctx)
+            if made is not None:
+                out.append((mod_name, *made))
+    except BaseException:
+        for _, transport, _ in out:
+            transport.close()
+        raise
     return out
 
 

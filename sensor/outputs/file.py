@@ -15,7 +15,7 @@ import stat
 from typing import Any
 
 from sensor.config import Key
-from sensor.errors import ConfigError
+from sensor.errors import ConfigError, UnavailableError
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.render import FORMATS
 from sensor.outputs.spool import spool_keys
@@ -132,3 +132,22 @@ def from_config(cfg: Any, ctx: Any) -> tuple[FileTransport, Any] | None:
                           f"{_refusal(parent)}")
     return (FileTransport(filename, bool(cfg.get("file_output.keep_alive")), ctx.unbuffered),
             ctx.renderer.line_encoder(cfg.get("file_output.format", "")))
+
+
+def check(cfg: Any) -> None:
+    """The file can be created or appended to by this user: its directory exists and is writable."""
+    filename = cfg.get("file_output.filename")
+    if not filename:
+        return                    # from_config says it is empty
+    where = f"'file_output.filename' {filename} ({cfg.origin('file_output.filename')})"
+    parent = os.path.dirname(os.path.abspath(filename))
+    if not os.path.isdir(parent):
+        raise UnavailableError(f"file_output: {where}: the directory {parent} does not exist",
+                               hint="create it, or set file_output.filename to a file in an existing directory")
+    if os.path.exists(filename):
+        if not os.access(filename, os.W_OK):
+            raise UnavailableError(f"file_output: {where}: this user cannot write to it",
+                                   hint="fix its owner or mode, or choose another file")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise UnavailableError(f"file_output: {where}: this user cannot create files in {parent}",
+                               hint="choose a directory the sensor's user can write")

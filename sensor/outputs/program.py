@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 from typing import Any
 
 from sensor.config import Key, parse_duration
 from sensor.credentials import child_environment
-from sensor.errors import ConfigError
+from sensor.errors import ConfigError, UnavailableError
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.render import FORMATS
 from sensor.outputs.spool import spool_keys
@@ -148,3 +150,59 @@ def from_config(cfg: Any, ctx: Any) -> tuple[ProgramTransport, Any] | None:
     return (ProgramTransport(program, bool(cfg.get("program_output.keep_alive")),
                              cfg.duration("program_output.timeout")),
             ctx.renderer.line_encoder(cfg.get("program_output.format", "")))
+
+
+# What /bin/sh runs itself: POSIX special and regular built-ins (and common ones) need no file.
+_BUILTINS = frozenset({
+    ".", ":", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift",
+    "times", "trap", "unset", "alias", "bg", "cd", "command", "false", "fc", "fg", "getopts", "hash",
+    "jobs", "kill", "newgrp", "pwd", "read", "true", "type", "ulimit", "umask", "unalias", "wait", "echo",
+    "printf", "test", "[",
+})
+_BEFORE_COMMAND = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!", "{", "}"})
+_END_OF_COMPOUND = frozenset({"fi", "done", "esac"})
+_NOT_A_COMMAND_NEXT = frozenset({"for", "case", "select"})     # a name or word follows, not a command
+_SEPARATORS = frozenset({"|", "||", "&&", ";", "&", "(", ")", ";;", "|&"})
+
+
+def commands_of(program: str) -> list[str]:
+    """The command word of every simple command in a shell line (`jq ... | curl ...` -> jq, curl);
+    ValueError when the line does not parse (an unclosed quote)."""
+    lexer = shlex.shlex(program, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    words: list[str] = []
+    expecting = True                       # the next word is a command word
+    for token in lexer:
+        if token in _SEPARATORS:
+            expecting = True
+        elif not expecting:
+            continue
+        elif token in _BEFORE_COMMAND or ("=" in token and not token.startswith("=")):
+            continue                       # `while cmd`, `VAR=value cmd`
+        elif token in _NOT_A_COMMAND_NEXT or token in _END_OF_COMPOUND:
+            expecting = False
+        else:
+            words.append(token)
+            expecting = False
+    return words
+
+
+def check(cfg: Any) -> None:
+    """Every command the program line names can be run: a path to an executable, a name on PATH,
+    or a shell built-in."""
+    program = cfg.get("program_output.program")
+    if not program:
+        return                    # from_config says it is empty
+    where = f"'program_output.program' ({cfg.origin('program_output.program')})"
+    try:
+        words = commands_of(program)
+    except ValueError as e:
+        raise ConfigError(f"program_output: {where} is not a valid shell command line: {e}") from None
+    for word in words:
+        if word in _BUILTINS or "$" in word or "`" in word or word.startswith((">", "<")):
+            continue
+        found = os.access(word, os.X_OK) and os.path.isfile(word) if "/" in word else shutil.which(word)
+        if not found:
+            raise UnavailableError(f"program_output: {where} runs {word}, which "
+                                   + ("is not an executable file" if "/" in word else "is not on PATH"),
+                                   hint="install it, or fix program_output.program")

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, BinaryIO
 
 from sensor.config import Key
+from sensor.errors import UnavailableError
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.spool import spool_keys
 
@@ -55,3 +57,12 @@ def from_config(cfg: Any, ctx: Any) -> tuple[StdoutTransport, Any] | None:
     if not cfg.get("stdout_output.enabled"):
         return None
     return StdoutTransport(ctx.stdout, ctx.unbuffered), ctx.renderer.line_encoder("")
+
+
+def check(cfg: Any) -> None:
+    """Standard output is open (`falconet run >&-` closes it)."""
+    try:
+        os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        raise UnavailableError("stdout_output: standard output is closed",
+                               hint="give the sensor a stdout, or set stdout_output.enabled=false") from None

@@ -10,6 +10,7 @@ from typing import Any
 
 from sensor.alert import Alert
 from sensor.config import Key
+from sensor.errors import UnavailableError
 from sensor.outputs.channel import DeliveryError
 from sensor.outputs.render import FORMATS
 from sensor.outputs.spool import spool_keys
@@ -79,3 +80,20 @@ def from_config(cfg: Any, ctx: Any) -> tuple[SyslogTransport, Any] | None:
     renderer = ctx.renderer
     return (SyslogTransport(cfg.get("syslog_output.address")),
             syslog_encoder(lambda a: renderer.render(a, fmt)))
+
+
+def check(cfg: Any) -> None:
+    """A syslog daemon listens on syslog_output.address (a container seldom has /dev/log)."""
+    address = cfg.get("syslog_output.address")
+    where = f"'syslog_output.address' {address} ({cfg.origin('syslog_output.address')})"
+    hint = ("start a syslog daemon (rsyslog, or systemd-journald's /dev/log), mount its socket, or set "
+            "syslog_output.enabled=false")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(address)
+    except FileNotFoundError:
+        raise UnavailableError(f"syslog_output: {where} does not exist: no syslog daemon here", hint=hint) from None
+    except OSError as e:
+        raise UnavailableError(f"syslog_output: {where}: {e.strerror}", hint=hint) from None
+    finally:
+        sock.close()

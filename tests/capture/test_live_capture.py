@@ -273,7 +273,7 @@ def test_processes_match_proc(capture: Callable[..., Capture], tmp_path: Path) -
 
 
 def test_a_container_cgroup_is_named_even_after_it_is_gone(capture: Callable[..., Capture]) -> None:
-    from sensor.commands.generate import FakeContainer
+    from sensor.generate import FakeContainer
 
     c = FakeContainer("docker")           # a real cgroup v2 directory with Docker's layout
     cap = capture({"openat"})

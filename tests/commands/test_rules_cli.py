@@ -151,10 +151,23 @@ def test_replay_bad_line_names_file_and_line(tmp_path: Path) -> None:
     f.write_text(json.dumps(SHADOW) + "\n{not json\n")
     r = falconet("replay", str(f), "-r", str(BUNDLED))
     assert r.returncode != 0
-    assert f"{f}:2: invalid JSON" in r.stderr
+    assert f"{f}:2: not valid JSON: Expecting property name" in r.stderr
     f.write_text('{"hello": 1}\n')
     r = falconet("replay", str(f), "-r", str(BUNDLED))
     assert f"{f}:1: expected a recorded event" in r.stderr
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"source": "syscall", "fields": {"proc.pid": ' + "9" * 5000 + "}}", "an integer of 5000 digits (more than 4300)"),
+    ('{"source": "syscall", "fields": {"proc.pid": NaN}}', "NaN is not a JSON value"),
+])
+def test_replay_refuses_hostile_json_in_one_line(tmp_path: Path, line: str, why: str) -> None:
+    f = tmp_path / "hostile.jsonl"
+    f.write_text(line + "\n")
+    r = falconet("replay", str(f), "-r", str(BUNDLED))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"falconet: error: {f}:1: not valid JSON here: {why}"
 
 
 def test_replay_rules_error_exits_1(tmp_path: Path) -> None:
@@ -191,10 +204,14 @@ def test_default_configuration_loads_the_bundled_rules() -> None:
 # -- rules are data (issue 14, findings 1 and 18) ------------------------------------------------
 
 def _peak_rss_mb(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run the CLI in a child that reports its own peak resident memory (MiB) on stderr's last line."""
-    code = ("import resource, sys\nfrom sensor.cli import main\ntry:\n    main(sys.argv[1:])\n"
+    """Run the CLI in a child that reports its own peak resident memory (MiB) on stderr's last line.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across execve, so a child forked from
+    a big pytest process would report the parent's pages."""
+    code = ("import re, sys\nfrom sensor.cli import main\ntry:\n    main(sys.argv[1:])\n"
             "except SystemExit as e:\n    rc = e.code\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+            "hwm = int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))\n"
+            "print(hwm // 1024, file=sys.stderr)\n"
             "sys.exit(rc)\n")
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
                        timeout=120)

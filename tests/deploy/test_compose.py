@@ -31,7 +31,7 @@ from .fluentd_config import parse as parse_fluent
 from .fluentd_config import route
 
 SHARED_TOOLS = ROOT.parent / "shared" / "tools"
-ONE_SHOT = {"certs", "setup", "provision"}
+ONE_SHOT = {"certs", "setup", "provision", "event-generator"}
 # The start order docs/lab.md describes: service -> {dependency: condition}.
 EXPECTED_ORDER = {
     "certs": {},
@@ -42,6 +42,7 @@ EXPECTED_ORDER = {
     "provision": {"elasticsearch": "service_healthy", "kibana": "service_healthy",
                   "setup": "service_completed_successfully"},
     "sensor": {"fluentd": "service_healthy", "provision": "service_completed_successfully"},
+    "event-generator": {"sensor": "service_healthy"},
 }
 # tracefs and the cgroup hierarchy for capture, the runtime's socket for container names. BTF comes
 # with the container's own /sys and the image carries its kernel headers (tests/e2e runs the image
@@ -314,3 +315,23 @@ def test_local_rules_load_after_the_bundled_rules() -> None:
     bundled = engine.load_rules([str(asset_dir("rules"))])
     with_local = engine.load_rules([str(asset_dir("rules")), *map(str, local)])
     assert len(with_local.rules) >= len(bundled.rules)
+
+
+def test_the_event_generator_has_what_the_actions_need_and_runs_only_when_asked() -> None:
+    from sensor.generate.host import LAB_COMMAND
+
+    svc = services()["event-generator"]
+    assert svc["profiles"] == ["demo"], "`docker compose up` does not start it"
+    assert svc["command"][0] == "generate" and svc["image"] == services()["sensor"]["image"]
+    assert svc["user"] == "0" and svc["pid"] == "host" and svc["cgroup"] == "host"
+    assert svc["cap_drop"] == ["ALL"]
+    # cgroups and namespaces (SYS_ADMIN), a listener on port 22; nothing more.
+    assert set(svc["cap_add"]) == {"SYS_ADMIN", "NET_BIND_SERVICE"}
+    assert svc.get("privileged") is not True and svc.get("read_only") is False
+    assert ("/sys/fs/cgroup", "/sys/fs/cgroup", "rw") in mounts(svc)
+    assert f"#   {LAB_COMMAND}" in COMPOSE_FILE.read_text(encoding="utf-8")
+    lab = (ROOT / "docs" / "lab.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for doc in (lab, readme):
+        commands = set(re.findall(r"docker compose [^`\n]*generat[^`\n]*", doc))
+        assert commands == {LAB_COMMAND}, commands

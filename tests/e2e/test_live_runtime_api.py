@@ -28,7 +28,7 @@ BUNDLED = ROOT / "rules" / "falconet_rules.yaml"
 
 
 def test_privileged_container_with_the_docker_socket_mounted(tmp_path: Path) -> None:
-    from sensor.commands.generate import FakeContainer
+    from sensor.generate import FakeContainer
 
     c = FakeContainer("docker")            # a real cgroup v2 directory with Docker's layout
     cid = c.full_id

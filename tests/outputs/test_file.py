@@ -72,9 +72,12 @@ def test_reopen_after_logrotate_on_sigusr1(tmp_path: Path) -> None:
 
 
 def test_unwritable_file_is_retried_until_it_works(tmp_path: Path) -> None:
-    path = tmp_path / "missing-dir" / "alerts.txt"
+    # The directory is there at start-up (the start-up check wants it) and goes away afterwards.
+    path = tmp_path / "gone-dir" / "alerts.txt"
+    path.parent.mkdir()
     out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
                                  "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
+    path.parent.rmdir()
     out.submit(make_alert(5))
     ch = out.channels[0]
     assert wait_until(lambda: ch.stats()["errors"] >= 2)

@@ -5,9 +5,9 @@ kube-apiserver sends audit events (audit.k8s.io/v1 `Event`) to a webhook in batc
 or writes them to a log file one JSON object per line. The event's time is its `stageTimestamp`, as
 in Falco's k8saudit plugin.
 
-The input is untrusted: decoding never raises anything but `DecodeError` (a ValueError) with a
-sentence saying what is wrong. JSON nested too deeply, integers of more digits than Python
-converts, and NaN/Infinity (not JSON) are refused like any malformed text. A webhook body is walked
+The input is untrusted: decoding (sensor/jsontext.py) never raises anything but `DecodeError` (a
+ValueError) with a sentence saying what is wrong. JSON nested too deeply, integers of more digits
+than Python converts, and NaN/Infinity (not JSON) are refused like any malformed text. A webhook body is walked
 item by item (`iter_body`), so what is not an audit event is dropped as soon as it is decoded, and
 `decode_cost` estimates from the text alone, before anything is decoded, the memory decoding takes.
 """
@@ -22,42 +22,12 @@ from json.decoder import scanstring
 from typing import Any
 
 from sensor.event import AuditEvent
+from sensor.jsontext import DECODER as _DECODER
+from sensor.jsontext import DecodeError, loads
 
-MAX_INT_DIGITS = 4300       # what int() converts by default (sys.get_int_max_str_digits)
+__all__ = ["DecodeError", "loads"]     # the hardened decoder is sensor/jsontext.py's
 
-
-class DecodeError(ValueError):
-    """Text that is not JSON, or JSON that is not audit events; the message says why and where."""
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise DecodeError(f"an integer of {len(text.lstrip('-'))} digits (more than {MAX_INT_DIGITS})")
-    return int(text)
-
-
-def _no_constant(name: str) -> Any:
-    raise DecodeError(f"{name} is not a JSON value")
-
-
-_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_no_constant)
 _WS = re.compile(r"[ \t\n\r]*")
-
-
-def loads(text: str | bytes) -> Any:
-    """One JSON document; DecodeError (never another exception) when it is not valid JSON."""
-    try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        return _DECODER.decode(text)
-    except UnicodeDecodeError as e:
-        raise DecodeError(f"not valid JSON: not UTF-8 ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise DecodeError(f"not valid JSON: {e}") from None
-    except RecursionError:
-        raise DecodeError("not valid JSON here: nested too deeply") from None
-    except DecodeError as e:
-        raise DecodeError(f"not valid JSON here: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------
