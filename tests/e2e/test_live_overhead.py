@@ -27,7 +27,9 @@ def test_the_overhead_bench_measures_every_figure_for_every_condition() -> None:
         for part in ("micro", "macro"):
             assert c[part]["ratio"] > 0, name
         assert isinstance(c["micro"]["drops"], int) and c["rss_mib"]["rss"] > 0
-        assert c["rate"]["steps"] and all(s["events"] > 0 for s in c["rate"]["steps"])
+        assert c["visible_rate"]["steps"] and all(s["events"] > 0 for s in c["visible_rate"]["steps"])
+        assert c["loop_rate"]["achieved"] > 0 and isinstance(c["loop_rate"]["drops"], int)
     # the human-readable lines carry the same figures
     assert any(line.startswith("bundled: micro (open+close") for line in lines)
-    assert any("rate: highest sustained" in line for line in lines)
+    assert any("visible rate: highest sustained" in line for line in lines)
+    assert any("loop rate:" in line for line in lines)
