@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.capture import render
-from sensor.capture.layout import FT, KC, KF_ALL, KF_TERMS, L4, pack
+from sensor.capture.layout import FT, KC, KF_ALL, KF_TERMS, L4, LAYOUTS, pack
 from sensor.capture.syscalls import BASE, OPENS
 from sensor.syscalls import FD_ARG0, FD_NONE, Syscall
 
@@ -253,13 +253,35 @@ def build(selected: Iterable[Syscall], predicates: Mapping[str, Data], *, enable
             tables.described[sc.name] = ["nothing: no rule can match it, so it is not attached"]
             continue
         spec.update(kf_mode=KF_TERMS, kf_count=len(rows), kf_first=len(tables.terms),
-                    kf_needs=_or(struct.unpack_from("<I", r)[0] for r in rows))
+                    kf_needs=_or(struct.unpack_from("<I", r)[0] for r in rows), **class_masks(rows))
         tables.terms.extend(rows)
         if state:
             texts = ["every event (the process and fd state need it); rules can match only: " + " | ".join(texts)
                      if texts else "every event (the process and fd state need it); no rule can match it"]
         tables.described[sc.name] = texts
     return tables
+
+
+def class_masks(rows: list[bytes]) -> dict[str, int]:
+    """spec.kf_mask0..7: for each class (result < 0) * 4 + (flags & 3), the terms whose result
+    ranges and access modes admit an event of that class; the probe tests only those."""
+    lay = LAYOUTS["kterm"]
+    out = {}
+    for cls in range(8):
+        negative, acc = bool(cls & 4), cls & 3
+        mask = 0
+        for i, raw in enumerate(rows):
+            t = dict(zip(lay.names, lay.struct.unpack(raw), strict=True))
+            c = t["checks"]
+            if c & KC["RES"]:
+                spans = ((t["res_lo0"], t["res_hi0"]), (t["res_lo1"], t["res_hi1"]))
+                if not any(lo <= hi and (lo < 0 if negative else hi >= 0) for lo, hi in spans):
+                    continue
+            if c & KC["ACC"] and not t["acc"] >> acc & 1:
+                continue
+            mask |= 1 << i
+        out[f"kf_mask{cls}"] = mask
+    return out
 
 
 def _terms(sc: Syscall, data: list[dict[str, dict[str, Any]]],

@@ -104,6 +104,9 @@ SPEC = (
     ("pad0", "u8", 1),
     ("kf_needs", "u32", 1),       # KC_* bits some term of this syscall tests
     ("pad1", "u32", 1),
+    # The terms the result's sign and the open's access mode leave, one bit per term, by class
+    # (result < 0) * 4 + (flags & 3): the probe tests only those (a term costs a cache line).
+    *((f"kf_mask{i}", "u64", 1) for i in range(8)),
 )
 KF_ALL, KF_TERMS = 0, 1           # spec.kf_mode: every event is wanted / only what a term matches
 

@@ -689,9 +689,14 @@ static __always_inline int kf_cheap(const struct spec *sp, s64 ret, u64 flags, s
     f->laddr = keep;
     if (sp->kf_needs & KC_UID)
         f->euid = current_euid();
+    // the terms this event's class (result sign, access mode) leaves: the others cost nothing
+    const u64 *masks = &sp->kf_mask0;
+    u64 mask = masks[((ret < 0) << 2 | (flags & 3)) & 7];
     for (int i = 0; i < KF_MAX_TERMS; i++) {
         if (i >= sp->kf_count)
             break;
+        if (!((mask >> i) & 1))
+            continue;
         u32 idx = sp->kf_first + i;
         struct kterm *t = kterms.lookup(&idx);
         if (!t)

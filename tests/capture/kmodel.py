@@ -102,8 +102,11 @@ class Model:
     def wanted(self, sc: Syscall, spec: dict[str, int], k: Kernel, flags: int) -> bool:
         comm = self.comm.get(k.comm.ljust(16, b"\0")[:16], 0)
         rows = self.terms[spec["kf_first"]:spec["kf_first"] + spec["kf_count"]]
+        mask = spec[f"kf_mask{(k.res < 0) << 2 | (flags & 3)}"]      # as the probe: its class's terms only
         alive = []
-        for t in rows:
+        for i, t in enumerate(rows):
+            if not mask >> i & 1:
+                continue
             c = t["checks"]
             if c & KC["RES"] and not (t["res_lo0"] <= k.res <= t["res_hi0"] or t["res_lo1"] <= k.res <= t["res_hi1"]):
                 continue

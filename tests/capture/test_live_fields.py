@@ -86,7 +86,7 @@ def _drain(cap: Capture, until: Callable[[list[SyscallEvent]], bool], timeout: f
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from sensor.commands.generate import FakeContainer
+    from sensor.generate import FakeContainer
 
     work = tmp_path_factory.mktemp("fields")
     srv = socket.socket()

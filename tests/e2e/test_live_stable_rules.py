@@ -37,7 +37,7 @@ def stable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSensor]:
 
 @pytest.fixture(scope="module")
 def container() -> Iterator[Any]:
-    from sensor.commands.generate import FakeContainer
+    from sensor.generate import FakeContainer
 
     c = FakeContainer("docker")
     yield c
