@@ -32,9 +32,10 @@ from sensor.status import Exit
 # name -> "module:attribute"; each module under sensor/commands/ is thin and owns one command.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sensor.commands.run:run", "Run the sensor: capture, match rules, send alerts (as `falconet [flags]`)."),
-    "rules": ("sensor.commands.rules:rules", "Validate, list and describe rule files."),
+    "rules": ("sensor.commands.rules:rules", "Validate, list, describe and test rule files."),
     "fields": ("sensor.commands.fields:fields", "List the fields conditions and outputs can use."),
     "replay": ("sensor.commands.replay:replay", "Run recorded events through the rules."),
+    "explain": ("sensor.commands.explain:explain", "Explain why a rule did or did not match events."),
     "capture": ("sensor.commands.capture:capture", "Record live events for replay."),
     "generate": ("sensor.commands.generate:generate",
                  "Perform harmless versions of what the bundled rules detect."),

@@ -10,6 +10,7 @@ keeps running on the old ones and says why in a Critical internal alert.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -106,6 +107,8 @@ class Runtime:
         self._running = False
         self._reload = False
         self._reopen: Callable[[], None] | None = None
+        # `run --explain`: sees every event with its ruleset and alerts; None keeps the loop as it is.
+        self.observe: Callable[[Any, Any, list[Alert]], None] | None = None
 
     # -- control (signal-safe: they only set flags) ------------------------------------------------
 
@@ -248,6 +251,8 @@ class Runtime:
             return
         self.events += len(events)
         process = self.ruleset.process
+        if self.observe is not None:
+            process = functools.partial(_observed, process, self.observe, self.ruleset)
         sink = self.sink
         counts = self._counts
         current = by_type = None
@@ -733,6 +738,13 @@ def _kernel_filter(plan: Plan) -> object:
     from sensor.sources.syscall import predicates
 
     return predicates(plan.cfg, plan.ruleset)
+
+
+def _observed(process: Callable[[Any], list[Alert]], observe: Callable[[Any, Any, list[Alert]], None],
+              ruleset: Any, event: Any) -> list[Alert]:
+    alerts = process(event)
+    observe(ruleset, event, alerts)
+    return alerts
 
 
 def _event_source(source_name: str) -> str:

@@ -130,3 +130,8 @@ def test_wheel_carries_assets_and_runs_from_elsewhere(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert str(target) in r.stdout.splitlines()[0]
     assert "Sensitive file read" in r.stdout
+    # The bundled rules' tests ship beside them and pass from the installed wheel too.
+    tests = target / "sensor" / "_assets" / "rules" / "tests"
+    r = subprocess.run([sys.executable, "-S", "-c", code, "rules", "test", str(tests)], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].endswith(" passed, 0 failed"), r.stdout[-2000:]

@@ -1,4 +1,4 @@
-"""`falconet rules validate|list|describe` and the root flags `-V`, `-L`, `-l` (as in `falco`)."""
+"""`falconet rules validate|list|describe|test` and the root flags `-V`, `-L`, `-l` (as in `falco`)."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def describe(obj: dict[str, Any], name: str, as_json: bool = False) -> int:
 
 @click.group("rules")
 def rules() -> None:
-    """Validate, list and describe rule files."""
+    """Validate, list, describe and test rule files."""
 
 
 _rules_opt = options.rules_files
@@ -189,3 +189,39 @@ def list_cmd(ctx: click.Context, rules_files: tuple[str, ...], as_json: bool) ->
 def describe_cmd(ctx: click.Context, rules_files: tuple[str, ...], as_json: bool, name: str) -> None:
     """Describe one rule (as `falco -l RULE`)."""
     ctx.exit(describe(_merge(ctx, rules_files), name, as_json))
+
+
+@rules.command("test")
+@click.argument("files", nargs=-1, required=True)
+@click.pass_context
+def test_cmd(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Run rule test files (YAML cases of events and the alerts they must and must not fire; a
+    directory runs its *.yaml files). Exit 0 when every case passes, 1 otherwise; a failure prints
+    the explanation of the rule at fault. The root's -c and -o apply to every case."""
+    from pathlib import Path
+
+    from sensor.ruletest import RuleTestError, Runner, run_files
+
+    root = ctx.find_root().obj or {}
+    paths: list[Path] = []
+    for f in map(Path, files):
+        paths.extend(sorted(p for p in f.iterdir() if p.suffix in (".yaml", ".yml")) if f.is_dir() else [f])
+    runner = Runner(root.get("config_path"), root.get("overrides", []))
+    passed = failed = 0
+    try:
+        for res in run_files(paths, runner):
+            if isinstance(res, RuleTestError):
+                failed += 1
+                click.echo(f"ERROR {res}")
+            elif res.passed:
+                passed += 1
+                click.echo(f"PASS  {res.case.where}")
+            else:
+                failed += 1
+                click.echo(f"FAIL  {res.case.where}")
+                for text in res.failures:
+                    click.echo("\n".join("  " + line for line in text.splitlines()))
+    finally:
+        runner.close()
+    click.echo(f"{passed} passed, {failed} failed")
+    ctx.exit(Exit.OK if failed == 0 and passed else Exit.FAILED)

@@ -47,6 +47,8 @@ class RunFlags:
     enable_source: Sequence[str] = ()
     pidfile: str | None = None
     print_format: str | None = None
+    explain: str | None = None            # run --explain RULE: log near misses (sensor/engine/explain.py)
+    explain_filter: str | None = None
 
     def merged(self, root: dict[str, Any]) -> RunFlags:
         """These flags (of `falconet run`) with the root command's (`falconet -M 5 run`) added."""
@@ -97,33 +99,65 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
                         format="%(asctime)s falconet %(levelname)s %(message)s")
     if flags.verbose:       # per attached syscall, what the kernel keeps of its events
         logging.getLogger("falconet.capture").setLevel(logging.DEBUG)
+    near = _near_misses(flags)
+    # Explaining needs the events the kernel filter would drop: near misses are among them.
+    explaining = ["syscall.kernel_filter=false"] if near is not None else []
     run_options = RunOptions(
         config_path=settings.config_path,
-        overrides=[*settings.overrides, *source_overrides(flags), *print_overrides(flags.print_format)],
+        overrides=[*settings.overrides, *source_overrides(flags), *print_overrides(flags.print_format),
+                   *explaining],
         rules_files=settings.rules_files, disable=flags.disable, disable_tags=flags.disable_tags,
         enable_tags=flags.enable_tags, unbuffered=flags.unbuffered, verbose=flags.verbose,
         require_source=True)
     if flags.dry_run:
         plan = prepare(run_options)
+        if near is not None:
+            _bind(near, plan.ruleset, lambda: None)
         for w in plan.cfg.warnings:
             click.echo(f"falconet: warning: {w}", err=True)
         for line in plan.describe():
             click.echo(line)
+        if near is not None:
+            click.echo(f"Explain: near misses of rule '{flags.explain}' (in-kernel open filter off)")
         if not planned_sources(plan.cfg):
             raise ConfigError("no event source is enabled", hint=_NO_SOURCE_HINT)
         return Exit.OK
     sensor = Sensor(run_options)
     sensor.start()
-    assert sensor.plan is not None
+    assert sensor.plan is not None and sensor.runtime is not None
+    if near is not None:
+        _bind(near, sensor.plan.ruleset, sensor.close)
+        sensor.runtime.observe = near
     logging.getLogger().setLevel(_LEVELS[sensor.plan.cfg.get("log_level", "info")])
     with _pidfile(flags.pidfile):
         summary = sensor.run(flags.duration)
     sys.stdout.flush()
+    if near is not None:
+        log.info("%s", near.summary())
     if flags.verbose:
         for line in summary.falco_stats():
             click.echo(line, err=True)
     click.echo(summary.line(), err=True)
     return Exit.OK
+
+
+def _near_misses(flags: RunFlags) -> Any:
+    """The near-miss logger of --explain RULE, or None; --explain-filter alone is refused."""
+    if flags.explain_filter and not flags.explain:
+        raise click.UsageError("--explain-filter needs --explain RULE")
+    if not flags.explain:
+        return None
+    from sensor.engine.explain import NearMisses
+
+    return NearMisses(flags.explain, flags.explain_filter, log)
+
+
+def _bind(near: Any, ruleset: Any, close: Any) -> None:
+    try:
+        near.bind(ruleset)
+    except ValueError as e:
+        close()
+        raise click.BadParameter(str(e), param_hint="--explain") from None
 
 
 _NO_SOURCE_HINT = ("keep one of syscall.enabled, k8s_audit.webhook.enabled or k8s_audit.files on "
@@ -153,6 +187,10 @@ class _pidfile:
 @click.command("run")
 @options.config_and_rules
 @options.run_flags
+@click.option("--explain", "explain", metavar="RULE",
+              help="Log why RULE did not match events of its types (near misses), at most 5 a minute.")
+@click.option("--explain-filter", "explain_filter", metavar="CONDITION",
+              help="With --explain: only events this condition selects (e.g. 'proc.name=nc').")
 @click.pass_context
 def run(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], rules_files: tuple[str, ...],
         **flags: Any) -> None:

@@ -102,6 +102,9 @@ class ListValue(Node):
     """A list literal `(a, b)`; after list resolution, also what a list name expands to."""
 
     items: tuple[str, ...]
+    # The items as written, list names unexpanded, when resolution changed them (explanations show
+    # `in (falconet_shell_binaries)`); never compared, so it changes nothing a pass or the generator does.
+    written: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

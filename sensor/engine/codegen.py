@@ -140,6 +140,16 @@ class Codegen:
         source = "\n".join(lines) + "\n" + "".join(body) + ("    return ()\n" if first else "    return _r\n")
         return Program(source, self.consts, list(self.reads.values()), name)
 
+    def value_function(self, node: ast.Node, name: str = "<value>") -> Program:
+        """`_match(e)` returning what a left-hand side (a field, a transformer, join/concat/getopt)
+        yields for the event, read exactly as a check reads it: for explanations, off the hot path."""
+        text = self.lhs(node).text
+        lines = [*self._helpers, "def _match(e):"]
+        if self.reads:
+            lines.append("    _s = e.fields if _recorded else e")
+        lines.append(f"    return {text}")
+        return Program("\n".join(lines) + "\n", self.consts, list(self.reads.values()), name)
+
     # -- names ------------------------------------------------------------------------------------
 
     def const(self, value: Any) -> str:

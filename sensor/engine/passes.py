@@ -59,11 +59,12 @@ def resolve_lists(node: ast.Node, lists: Mapping[str, list[str]], used: set[str]
         r = n.right
         if isinstance(r, ast.Value):
             items = _expand_items((r.text,), lists, used)
-            return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), n.modifier, pos=n.pos)
+            return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, (r.text,), pos=r.pos), n.modifier, pos=n.pos)
         if isinstance(r, ast.ListValue):
             items = _expand_items(r.items, lists, used)
             if items != r.items:
-                return ast.BinaryCheck(n.left, n.op, ast.ListValue(items, pos=r.pos), n.modifier, pos=n.pos)
+                written = ast.ListValue(items, r.written or r.items, pos=r.pos)
+                return ast.BinaryCheck(n.left, n.op, written, n.modifier, pos=n.pos)
         return None
 
     return ast.transform(node, fix)

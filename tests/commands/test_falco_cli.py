@@ -8,6 +8,7 @@ runs the same with live syscall capture."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -306,10 +307,15 @@ def test_no_arguments_prints_the_help() -> None:
 
 @pytest.mark.parametrize("args", [["config"], ["--list"], ["config", "--list"]])
 def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
-    proc = subprocess.Popen([FALCONET, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.readline()                # `| head -1`
-    proc.stdout.close()
+    # A pipe of one page, smaller than any of these outputs: the command is still writing when the
+    # reader goes away, whatever the machine's speed (a 64 KiB pipe could take it all first).
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    proc = subprocess.Popen([FALCONET, *args], stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    assert proc.stderr is not None
+    assert os.read(read_end, 100)         # `| head -c 100`
+    os.close(read_end)
     err = proc.stderr.read()
     assert proc.wait(60) == 141           # 128 + SIGPIPE, as a Unix tool
     assert err == b""

@@ -1,0 +1,149 @@
+"""`falconet explain RULE [EVENTS...]`: why a rule did or did not match recorded events.
+
+EVENTS are capture files (`falconet capture -w`), audit logs (JSON lines of audit Events or
+EventLists), `-` for stdin, or one event written as JSON on the command line; with none, events are
+read from stdin. Every event of the rule's source and event types is run through the loaded rules
+and the rule's condition is printed as a tree, each node with its result and the values it
+compared, and the node that decided the result (sensor/engine/explain.py).
+
+A command of its own rather than `replay --explain`: a user asks "explain rule X on this event",
+often on a single event pasted from an alert, and gets explanations, not alerts; replay's output
+options (--outputs) would mean nothing here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sensor import config as config_mod
+from sensor.engine.loader import RulesLoadError
+from sensor.errors import ConfigError, FalconetError
+from sensor.rulesetup import load_configured, rule_paths
+from sensor.status import Exit
+
+
+def event_filter(ruleset: Any, source: str, text: str | None, flag: str) -> Callable[[Any], bool] | None:
+    """A condition selecting the events to explain (it may use the rules' lists and macros)."""
+    if not text:
+        return None
+    from sensor.engine import compile_filter
+    from sensor.engine.parser import RuleSyntaxError
+    from sensor.engine.passes import CompileError
+
+    try:
+        return compile_filter(text, source, ruleset.lists, ruleset.macros, ruleset.context)
+    except (RuleSyntaxError, CompileError) as e:
+        raise click.BadParameter(f"'{text}': {e}", param_hint=flag) from None
+
+
+def unknown_rule(ruleset: Any, name: str, where: str) -> FalconetError:
+    close = difflib.get_close_matches(name, [r.name for r in ruleset.all_rules], n=3)
+    hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else \
+        "`falconet rules list` shows the loaded rules"
+    return FalconetError(f"no rule named '{name}' in {where}", hint=hint)
+
+
+def _refuse_output_overrides(overrides: list[str]) -> None:
+    """An -o for an output key would do nothing here: explain runs no output."""
+    from sensor.commands.replay import _output_keys
+
+    keys = _output_keys()
+    for item in overrides:
+        dotted = item.split("=", 1)[0].strip().removesuffix("[]")
+        if any(k == dotted or k.startswith(dotted + ".") for k in keys):
+            raise ConfigError(f"-o {item}: explain prints explanations and runs no output")
+
+
+def _events(specs: tuple[str, ...]) -> Iterator[Any]:
+    """The events of every spec in turn, numbered from 1 across all of them."""
+    num = 0
+    for i, spec in enumerate(specs or ("-",), 1):
+        for ev in _spec_events(i, spec):
+            num += 1
+            ev.num = num
+            yield ev
+
+
+def _spec_events(i: int, spec: str) -> Iterator[Any]:
+    from sensor.sources.replay import ReplayError, parse_line, read_events
+
+    if spec.lstrip().startswith(("{", "[")):
+        from sensor.jsontext import DecodeError, loads
+
+        try:
+            obj = loads(spec)
+        except DecodeError as e:
+            raise ReplayError(f"event argument {i}: {e}") from None
+        yield from parse_line(obj, f"event argument {i}", 1)
+    elif spec == "-":
+        yield from read_events(sys.stdin, "<stdin>")
+    else:
+        try:
+            stream = Path(spec).open()
+        except OSError as e:
+            raise ReplayError(f"{spec}: cannot open: {e.strerror}") from None
+        with stream:
+            yield from read_events(stream, spec)
+
+
+@click.command("explain")
+@click.argument("rule")
+@click.argument("events", nargs=-1)
+@click.option("-r", "rules_files", multiple=True, metavar="PATH", help="Rule file or directory (repeatable).")
+@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
+@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
+@click.option("--filter", "filter_text", metavar="CONDITION",
+              help="Explain only the events this condition selects (e.g. 'proc.name=nc').")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per explained event.")
+@click.pass_context
+def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files: tuple[str, ...],
+            config_path: str | None, overrides: tuple[str, ...], filter_text: str | None, as_json: bool) -> None:
+    """Explain why RULE did or did not match each event of its source and event types in EVENTS
+    (capture files, audit logs, '-' for stdin, or an event as JSON text; default stdin)."""
+    from sensor.engine.explain import RuleExplainer
+
+    root = ctx.find_root().obj or {}
+    ovr = [*root.get("overrides", []), *overrides]
+    _refuse_output_overrides(ovr)
+    cfg = config_mod.load(config_path or root.get("config_path"), ovr)
+    paths = list(rules_files) or root.get("rules_files", [])
+    try:
+        rs = load_configured(cfg, paths)
+    except RulesLoadError as e:
+        for d in e.errors:
+            click.echo(f"falconet: error: {d}", err=True)
+        ctx.exit(Exit.FAILED)
+    compiled = rs.rule(rule)
+    if compiled is None:
+        raise unknown_rule(rs, rule, ", ".join(map(str, rule_paths(cfg, paths))))
+    explainer = RuleExplainer(rs, compiled)
+    selected = event_filter(rs, compiled.source, filter_text, "--filter")
+    seen = explained = matched = alerted = 0
+    for ev in _events(events):
+        seen += 1
+        fired = [a.rule for a in rs.process(ev)]
+        if not explainer.applies(ev) or (selected is not None and not selected(ev)):
+            continue
+        e = explainer.explain(ev, fired)
+        explained += 1
+        matched += e.matched
+        alerted += bool(e.alerted)
+        if as_json:
+            click.echo(json.dumps(e.as_json(), ensure_ascii=False, default=str))
+        else:
+            click.echo(e.text())
+    kinds = f"{compiled.source} events of type {explainer.types_text()}"
+    if not explained:
+        why = " selected by --filter" if selected is not None else ""
+        click.echo(f"falconet: error: none of the {seen} events read is among the {kinds} that the rule "
+                   f"can match{why}: nothing to explain", err=True)
+        ctx.exit(Exit.FAILED)
+    click.echo(f"Explained {explained} of {seen} events ({kinds}): the condition held for {matched}, "
+               f"the rule alerted on {alerted}", err=True)
