@@ -319,6 +319,10 @@ class Plan:
         lines.append("Sources: " + (", ".join(planned_sources(self.cfg)) or "none"))
         lines.append(f"Buffered outputs: {str(bool(self.cfg.get('buffered_outputs'))).lower()} "
                      f"({self.cfg.origin('buffered_outputs')})")
+        if self.cfg.get("syscall.enabled"):
+            from sensor.sources import syscall
+
+            lines += syscall.describe(self.cfg, self.ruleset)
         lines += [f"Output {line}" for line in self.outputs] or ["Outputs: none"]
         from sensor import response
 
@@ -569,7 +573,8 @@ class Sensor:
             plan = prepare(self.options, self.serializer)
             new_sources = None
             if (_section(plan.cfg, _SOURCE_KEYS) != _section(old.cfg, _SOURCE_KEYS)
-                    or plan.ruleset.event_types("syscall") != old.ruleset.event_types("syscall")):
+                    or plan.ruleset.event_types("syscall") != old.ruleset.event_types("syscall")
+                    or _kernel_filter(plan) != _kernel_filter(old)):
                 new_sources = self.make_sources(plan.cfg, plan.ruleset)
         except Exception as e:
             self._reload_failed(e)
@@ -626,6 +631,7 @@ class Sensor:
 
     def tick(self) -> None:
         self._report_event_drops()
+        self._report_notices()
         cfg = self.plan.cfg if self.plan else None
         if cfg is not None and cfg.get("metrics.enabled") and time.monotonic() >= self._next_metrics:
             self._next_metrics = time.monotonic() + self._metrics_interval(cfg)
@@ -658,6 +664,21 @@ class Sensor:
                 EVENT_DROP.format(source=source), cfg.get("event_drops.priority"),
                 f"{delta} {source} events dropped by {name} since the last report "
                 f"({drops} in total); rules did not see them", fields, hostname=self.hostname))
+
+    def _report_notices(self) -> None:
+        """Internal alerts a source raised about itself (the syscall source: a process that
+        flooded the capture and was throttled)."""
+        from sensor.outputs.internal import internal_alert
+
+        rt = self.runtime
+        if rt is None:
+            return
+        for src in rt.sources:
+            notices = getattr(src, "notices", None)
+            if notices is None:
+                continue
+            for rule, priority, output, fields in notices():
+                self.outputs.submit(internal_alert(rule, priority, output, fields, hostname=self.hostname))
 
     @staticmethod
     def _metrics_interval(cfg: Config) -> float:
@@ -707,6 +728,16 @@ class Sensor:
             "rule_files": self.plan.rule_files if self.plan else [],
             "config_path": self.plan.cfg.path if self.plan else None,
         }
+
+
+def _kernel_filter(plan: Plan) -> object:
+    """What the syscall capture filters in the kernel for a plan's rules: new rules that change it
+    need a new capture."""
+    if not plan.cfg.get("syscall.enabled"):
+        return None
+    from sensor.sources.syscall import predicates
+
+    return predicates(plan.cfg, plan.ruleset)
 
 
 def _observed(process: Callable[[Any], list[Alert]], observe: Callable[[Any, Any, list[Alert]], None],

@@ -61,7 +61,7 @@ def _open_error(path: str, e: OSError) -> str:
 @click.option("-n", "max_events", type=click.IntRange(min=1), metavar="N", help="Stop after N events.")
 @options.config_and_rules
 @click.option("--all", "all_types", is_flag=True, help="Capture every syscall Falconet knows, not only "
-              "what the rules need (no in-kernel open filter either).")
+              "what the rules need (no kernel filter either).")
 @click.option("--with-env", is_flag=True,
               help="Also record each process's environment (proc.env), which often holds secrets; rules "
                    "that read proc.env match on replay only with it.")
