@@ -41,7 +41,7 @@ from sensor.config_keys import Key, Origins, parse_duration, parse_size
 from sensor.errors import ConfigError
 from sensor.outputs import settings as outputs_settings
 from sensor.response import settings as response_settings
-from sensor.sources import syscall as syscall_keys
+from sensor.sources import settings as sources_settings
 from sensor.sources.k8s_audit import settings as k8s_audit_settings
 
 DEFAULT_PATH = Path("/etc/falconet/falconet.yaml")
@@ -54,7 +54,7 @@ KEY_GROUPS: tuple[tuple[Key, ...], ...] = (
     core.CONFIG_KEYS,
     metrics_settings.EVENT_DROP_KEYS,
     *outputs_settings.KEY_GROUPS,
-    syscall_keys.CONFIG_KEYS,
+    sources_settings.SYSCALL_KEYS,
     k8s_audit_settings.CONFIG_KEYS,
     response_settings.CONFIG_KEYS,
     webserver_settings.CONFIG_KEYS,

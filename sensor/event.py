@@ -182,6 +182,11 @@ class Process:
     fds: dict[int, Fd] = field(default_factory=dict)
     alive: bool = True
 
+    # Account names (user.name, group.name): (process, "passwd" or "group", id) -> the entry
+    # without its id fields, or None. Installed by the capture, which keeps the process state and
+    # reads the files the process sees (sensor/capture/accounts.py); None: no names.
+    accounts: ClassVar[Any] = None
+
 
 @dataclass(slots=True, eq=False)
 class SyscallEvent:

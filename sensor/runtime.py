@@ -37,7 +37,7 @@ from sensor.response.build import build_response, describe_response
 from sensor.response.worker import ResponseWorker
 from sensor.rulesetup import check_sources, load_configured
 from sensor.settings import SensorSettings
-from sensor.sources import Source
+from sensor.sources import Source, syscall
 from sensor.sources.k8s_audit.build import build_sources as k8s_audit_sources
 from sensor.sources.settings import SourceSettings
 from sensor.webserver import WebServer
@@ -322,6 +322,8 @@ class Plan:
         lines.append("Sources: " + (", ".join(self.settings.sources.planned()) or "none"))
         lines.append(f"Buffered outputs: {str(self.settings.outputs.buffered).lower()} "
                      f"({self.cfg.origin('buffered_outputs')})")
+        if self.settings.sources.syscall.enabled:
+            lines += syscall.describe(self.settings.sources.syscall, self.ruleset)
         lines += [f"Output {line}" for line in self.outputs] or ["Outputs: none"]
         # Checks the actions as `run` would build them.
         lines += describe_response(self.settings.response, self.ruleset)
@@ -381,16 +383,10 @@ def configured_sources(settings: SourceSettings, ruleset: Ruleset) -> list[Sourc
     """The sources the settings enable: syscall capture, Kubernetes audit webhook and files."""
     sources: list[Source] = []
     if settings.syscall.enabled:
-        try:
-            from sensor.sources.syscall import SyscallSource, preflight
-        except ImportError as e:
-            raise UnavailableError(f"the syscall source is not available in this build ({e}); run with "
-                                   f"-o syscall.enabled=false to use other sources") from e
-        why = preflight()
+        why = syscall.preflight()
         if why:
             raise UnavailableError(why)
-        assert settings.syscall.config is not None
-        sources.append(SyscallSource(settings.syscall.config, ruleset))
+        sources.append(syscall.SyscallSource(settings.syscall, ruleset))
     sources += k8s_audit_sources(settings.k8s_audit)
     if not sources:
         raise ConfigError("no event source is enabled: syscall.enabled is false and no k8s_audit source "
@@ -523,7 +519,8 @@ class Sensor:
             new = plan.settings
             new_sources = None
             if (new.sources != old.settings.sources
-                    or plan.ruleset.event_types("syscall") != old.ruleset.event_types("syscall")):
+                    or plan.ruleset.event_types("syscall") != old.ruleset.event_types("syscall")
+                    or _kernel_filter(plan) != _kernel_filter(old)):
                 new_sources = self.make_sources(new.sources, plan.ruleset)
         except Exception as e:
             self._reload_failed(e)
@@ -576,6 +573,7 @@ class Sensor:
 
     def tick(self) -> None:
         self._report_event_drops()
+        self._report_notices()
         if self.reports is not None and self.plan is not None:
             self.reports.metrics(self.snapshot, self.plan.settings.metrics, self.hostname)
 
@@ -583,6 +581,19 @@ class Sensor:
         if self.reports is not None and self.runtime is not None and self.plan is not None:
             self.reports.event_drops(self.runtime.source_stats(), self.plan.settings.event_drops, self.hostname,
                                      final)
+
+    def _report_notices(self) -> None:
+        """Internal alerts a source raised about itself (the syscall source: a process that
+        flooded the capture and was throttled)."""
+        rt = self.runtime
+        if rt is None:
+            return
+        for src in rt.sources:
+            notices = getattr(src, "notices", None)
+            if notices is None:
+                continue
+            for rule, priority, output, fields in notices():
+                self.submit(internal_alert(rule, priority, output, fields, hostname=self.hostname))
 
     # -- what /metrics reads -----------------------------------------------------------------------
 
@@ -593,6 +604,13 @@ class Sensor:
                          self.reload_failures, tuple(plan.rule_files) if plan else (),
                          plan.cfg.path if plan else None)
         return take_snapshot(life, self.runtime, self.outputs, self.response)
+
+
+def _kernel_filter(plan: Plan) -> object:
+    """What the syscall capture filters in the kernel for a plan's rules: new rules that change it
+    need a new capture."""
+    settings = plan.settings.sources.syscall
+    return syscall.predicates(settings, plan.ruleset) if settings.enabled else None
 
 
 def _observed(process: Callable[[Any], list[Alert]], observe: Callable[[Any, Any, list[Alert]], None],

@@ -1,6 +1,6 @@
 """Falco's arguments of a syscall, built by one function per syscall generated from its table row.
 
-`builder(sc)` turns the parameter list of sensor/capture/syscalls.py into Python source that
+`builder(sc)` turns the parameter list of the syscall table (sensor/syscalls.py) into Python source that
 builds `(args, rawargs)` in one expression from the record's values, compiles it once, and returns
 the function. The per-event path then runs straight-line code: no loop over parameters, no
 per-parameter calls except the renderers themselves (which cache by value).
@@ -17,7 +17,7 @@ from typing import Any
 
 from sensor.capture import render
 from sensor.capture.procstate import resolve_path
-from sensor.capture.syscalls import Syscall
+from sensor.syscalls import Syscall
 
 AT_FDCWD = -100
 _HOW = struct.Struct("<QQQ")          # struct open_how; clone_args starts with its flags word

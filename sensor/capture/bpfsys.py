@@ -12,7 +12,7 @@ import struct
 from functools import cache
 
 _SYS_BPF = 321                     # x86_64
-_MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _MAP_DELETE_ELEM = 1, 2, 3
+_MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _MAP_DELETE_ELEM, _MAP_GET_NEXT_KEY = 1, 2, 3, 4
 _ATTR = struct.Struct("<IIQQQ")    # map_fd, pad, key ptr, value ptr, flags
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -66,6 +66,24 @@ def delete(map_fd: int, key: bytes) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def keys(map_fd: int, key_size: int) -> list[bytes]:
+    """Every key of a hash map, as it is now."""
+    out: list[bytes] = []
+    cur: bytes | None = None
+    while True:
+        k = ctypes.create_string_buffer(cur or b"", key_size) if cur is not None else None
+        nxt = ctypes.create_string_buffer(key_size)
+        attr = _ATTR.pack(map_fd, 0, ctypes.addressof(k) if k is not None else 0, ctypes.addressof(nxt), 0)
+        try:
+            _bpf(_MAP_GET_NEXT_KEY, attr)
+        except FileNotFoundError:
+            return out
+        cur = nxt.raw
+        out.append(cur)
+        if len(out) > 1 << 20:
+            return out
 
 
 def percpu_u64(map_fd: int, index: int) -> list[int]:

@@ -22,7 +22,12 @@ from sensor.capture import layout, offsets
 from sensor.capture.btf import BTF, BTFError
 
 # Maps the parent needs, in the order their fds are sent.
-MAPS = ("events", "counters", "config", "specs", "known_fds", "open_filter", "open_first2")
+MAPS = ("events", "counters", "config", "specs", "known_fds", "kterms", "comm_sets", "host_cgroups", "path_trie",
+        "path_first2", "dfa", "net_trie", "port_sets", "flooders",
+        # the stages' program array: the kernel empties it when the last fd to it closes, so the
+        # sensor holds one
+        "stages")
+STAGES = ("stage_facts", "stage_record", "stage_dir")       # probe.bpf.c STAGE_* order
 
 
 def program_text() -> str:
@@ -64,6 +69,9 @@ def _run(req: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
     specs = tables["specs"]
     for nr, row in req["specs"]:
         specs[specs.Key(nr)] = specs.Leaf.from_buffer_copy(bytes.fromhex(row))
+    stages = tables["stages"]
+    for i, name in enumerate(STAGES):
+        stages[stages.Key(i)] = stages.Leaf(b.load_func(name, BPF.TRACEPOINT).fd)
 
     attached: list[str] = []
     failed: dict[str, str] = {}

@@ -2,7 +2,7 @@
 
 Each record kind has one precompiled struct (sensor/capture/layout.py). Syscall arguments are
 rendered under Falco's names by one generated function per syscall (sensor/capture/argcode.py),
-built once from the parameter table of sensor/capture/syscalls.py.
+built once from the parameter table of sensor/syscalls.py.
 """
 
 from __future__ import annotations
@@ -13,10 +13,20 @@ import struct
 from collections.abc import Callable
 
 from sensor.capture import argcode, render
-from sensor.capture.layout import K_EXEC, K_EXIT, K_FORK, K_SYSCALL, LAYOUTS, X_EXE_MEMFD, X_HAVE_FILE, X_HAVE_SOCK
-from sensor.capture.procstate import ProcessTable, exe_writable, fd_type_of_mode, resolve_path
-from sensor.capture.syscalls import BY_NR, Syscall
-from sensor.event import Fd, Process, SyscallEvent
+from sensor.capture.layout import (
+    K_EXEC,
+    K_EXIT,
+    K_FORK,
+    K_SYSCALL,
+    LAYOUTS,
+    X_EXE_MEMFD,
+    X_EXE_UPPER,
+    X_HAVE_FILE,
+    X_HAVE_SOCK,
+)
+from sensor.capture.procstate import ProcessTable, exe_path, exe_writable, fd_type_of_mode, resolve_path
+from sensor.event import HOST, Fd, Process, SyscallEvent
+from sensor.syscalls import BY_NR, FD_ARG0, Syscall
 
 _SYSCALL = LAYOUTS["syscall"].struct
 _EXEC = LAYOUTS["exec"].struct
@@ -59,15 +69,17 @@ class Ctx:
 _I = {name: i for i, name in enumerate(LAYOUTS["syscall"].names)}
 I_FAM, I_STYPE, I_PROTO, I_LPORT, I_RPORT = _I["sk_family"], _I["sk_type"], _I["sk_proto"], _I["lport"], _I["rport"]
 I_LADDR, I_RADDR, I_XFLAGS, I_FMODE = _I["laddr_raw"], _I["raddr_raw"], _I["xflags"], _I["fmode"]
-I_INO, I_DEV, I_IMODE = _I["ino"], _I["dev"], _I["imode"]
+I_INO, I_DEV, I_IMODE, I_STATE, I_LDIR = _I["ino"], _I["dev"], _I["imode"], _I["sk_state"], _I["l_dir"]
 
 
 class Decoder:
     """Turns records into state changes and events; `events` collects what one batch produced."""
 
     def __init__(self, table: ProcessTable, emit: frozenset[str] | None = None,
-                 on_cloexec: Callable[[int, list[int]], None] | None = None) -> None:
+                 on_cloexec: Callable[[int, list[int]], None] | None = None,
+                 on_host_cgroup: Callable[[int], None] | None = None) -> None:
         self.table = table
+        self.on_host_cgroup = on_host_cgroup       # a cgroup id found to be the host's, for good
         self.procs = table.procs
         self.containers = table.containers
         self.boot_ns = table.boot_ns
@@ -77,6 +89,8 @@ class Decoder:
         self.num = 0
         self.records = 0
         self.decode_errors = 0
+        self._host_cgroups: set[int] = set()
+        self._comm: dict[int, bytes] = {}          # tgid -> the comm bytes p.name was made from
         self._params: dict[int, tuple[Syscall, argcode.Builder]] = {
             nr: (sc, argcode.builder(sc)) for nr, sc in BY_NR.items()}
         self._state = {
@@ -86,8 +100,7 @@ class Decoder:
             "accept": self._accept, "accept4": self._accept, "sendto": self._net,
             "sendmsg": self._net, "recvfrom": self._net, "recvmsg": self._net,
             "chdir": self._chdir, "fchdir": self._chdir, "setsid": self._setsid,
-            "setpgid": self._setpgid, "setuid": self._setuid, "setresuid": self._setuid,
-            "setgid": self._setgid, "setresgid": self._setgid, "memfd_create": self._newfd,
+            "setpgid": self._setpgid, "memfd_create": self._newfd,
             "userfaultfd": self._newfd, "bpf": self._newfd, "fchmod": self._usefd,
             "setns": self._usefd, "finit_module": self._usefd,
         }
@@ -129,7 +142,8 @@ class Decoder:
         if t[1] in _IDENTITY_NRS:
             return True
         p = self.procs.get(t[3])
-        return p is not None and (p.uid != t[4] or p.gid != t[5] or p.cgroup_id != t[8])
+        return p is not None and (p.uid != t[4] or p.gid != t[5] or p.euid != t[6] or p.egid != t[7]
+                                  or p.cgroup_id != t[10] or self._comm.get(t[3]) != t[11])
 
     def _proc(self, tgid: int, comm: bytes, uid: int, gid: int, cgroup: int) -> Process:
         p = self.procs.get(tgid)
@@ -138,7 +152,18 @@ class Decoder:
         if p.cgroup_id != cgroup:
             p.cgroup_id = cgroup
             p.container = self.containers.get(cgroup, tgid)
+            if p.container is HOST and self.on_host_cgroup is not None and cgroup not in self._host_cgroups:
+                self._host_cgroups.add(cgroup)
+                self.on_host_cgroup(cgroup)
         return p
+
+    def _identity(self, p: Process, uid: int, gid: int, euid: int, egid: int, comm: bytes) -> None:
+        """What every record says about its process: ids and name (the kernel filter tests these
+        same values, so user space must not keep older ones)."""
+        p.uid, p.gid, p.euid, p.egid = uid, gid, euid, egid
+        if self._comm.get(p.pid) != comm:
+            self._comm[p.pid] = comm
+            p.name = comm.split(b"\0", 1)[0].decode(errors="replace")
 
     def _new_event(self, etype: str, p: Process, tid: int, ts: int, cpu: int,
                    res: int | None) -> SyscallEvent:
@@ -165,8 +190,8 @@ class Decoder:
 
     # -- records -------------------------------------------------------------------------------
     def _syscall(self, t: tuple, view: memoryview, off: int) -> None:
-        (_k, nr, tid, tgid, uid, gid, cpu, ts, cgroup, comm, res, a0, a1, a2, a3, a4, a5,
-         l0, l1, l2, laddr) = t[:21]
+        (_k, nr, tid, tgid, uid, gid, euid, egid, cpu, ts, cgroup, comm, res, a0, a1, a2, a3, a4, a5,
+         l0, l1, l2, laddr) = t[:23]
         entry = self._params.get(nr)
         if entry is None:
             self.decode_errors += 1
@@ -175,19 +200,23 @@ class Decoder:
         p = self.procs.get(tgid)
         if p is None or p.cgroup_id != cgroup:
             p = self._proc(tgid, comm, uid, gid, cgroup)
-        p.uid = uid
-        p.gid = gid
+        if p.euid != euid or self._comm.get(tgid) != comm or p.uid != uid or p.gid != gid or p.egid != egid:
+            self._identity(p, uid, gid, euid, egid, comm)
+        # the tail: the socket address, then the strings
         pos = off + _SC_FIXED
+        addr = bytes(view[pos:pos + laddr]) if laddr else b""
+        pos += laddr
         s0 = bytes(view[pos:pos + l0 - 1]).decode("utf-8", "surrogateescape") if l0 else ""
         s1 = s2 = ""
-        addr = b""
-        if l1 or l2 or laddr:
+        l_dir = t[I_LDIR]
+        if l1 or l2 or l_dir:
             pos += l0
             s1 = _text(view[pos:pos + l1 - 1]) if l1 else ""
             pos += l1
             s2 = _text(view[pos:pos + l2 - 1]) if l2 else ""
             pos += l2
-            addr = bytes(view[pos:pos + laddr]) if laddr else b""
+            if l_dir:
+                self._directory(sc, p, a0, _text(view[pos:pos + l_dir - 1]))
         fd = None
         state = self._state.get(sc.name)
         if state is not None:
@@ -213,9 +242,9 @@ class Decoder:
         self.events.append(ev)
 
     def _exec(self, view: memoryview, off: int, length: int) -> None:
-        (_k, _nr, _tid, tgid, uid, gid, _cpu, _ts, cgroup, comm, ppid, vpid, sid, vpgid, loginuid,
-         tty, euid, egid, _old, xflags, cap_inh, cap_perm, cap_eff, _start, exe_ino,
-         l_fn, l_args, l_env, l_exe, l_cgp, l_cgl, _pad) = _EXEC.unpack_from(view, off)
+        (_k, _nr, _tid, tgid, uid, gid, euid, egid, _cpu, _ts, cgroup, comm, ppid, vpid, sid, vpgid,
+         loginuid, tty, _old, xflags, cap_inh, cap_perm, cap_eff, _start, exe_ino, exe_ctime,
+         exe_mtime, l_fn, l_args, l_env, l_exe, l_cgp, l_cgl, l_exepath, _pad) = _EXEC.unpack_from(view, off)
         pos = off + _EX_FIXED
         filename = _text(view[pos:pos + l_fn - 1]) if l_fn else ""
         pos += l_fn
@@ -226,16 +255,20 @@ class Decoder:
         env_raw = bytes(view[pos:pos + l_env])
         pos += l_env + l_exe
         p = self._proc(tgid, comm, uid, gid, cgroup)
+        exepath = _text(view[pos + l_cgp + l_cgl:pos + l_cgp + l_cgl + l_exepath - 1]) if l_exepath else ""
         if l_cgl:
             parent = _text(view[pos:pos + l_cgp - 1]) if l_cgp else ""
             leaf = _text(view[pos + l_cgp:pos + l_cgp + l_cgl - 1])
             self.containers.hint(cgroup, f"{parent}/{leaf}")
         if self.table.read_env:
             p.env = [_text(e) for e in env_raw.split(b"\0") if e]
+        self._comm[tgid] = comm
         p.name = comm.split(b"\0", 1)[0].decode(errors="replace")
         p.exe = argv[0] if argv else filename
         p.args = argv[1:]
-        p.exepath = resolve_path(p.cwd, filename)
+        # the kernel's path of the executable (symlinks resolved, as Falco's driver reports it);
+        # the name the caller used when it could not be read
+        p.exepath = exe_path(exepath) if exepath else resolve_path(p.cwd, filename)
         p.uid, p.gid, p.euid, p.egid = uid, gid, euid, egid
         p.vpid, p.sid, p.vpgid, p.tty = vpid, sid, vpgid, tty
         p.loginuid = -1 if loginuid == 0xFFFFFFFF else loginuid
@@ -243,6 +276,9 @@ class Decoder:
         p.cap_permitted = render.capabilities(cap_perm)
         p.cap_effective = render.capabilities(cap_eff)
         p.exe_ino = exe_ino
+        p.exe_ino_ctime = exe_ctime or None
+        p.exe_ino_mtime = exe_mtime or None
+        p.exe_upper_layer = bool(xflags & X_EXE_UPPER)
         p.exe_from_memfd = bool(xflags & X_EXE_MEMFD)
         p.exe_writable = exe_writable(p.exepath, euid, egid)
         if ppid != p.ppid:
@@ -257,18 +293,35 @@ class Decoder:
                 self.on_cloexec(tgid, gone)
 
     def _fork(self, view: memoryview, off: int) -> None:
-        (_k, _nr, _tid, tgid, uid, gid, _cpu, _ts, cgroup, comm, _ctid, child_tgid, child_ppid,
+        (_k, _nr, _tid, tgid, uid, gid, _euid, _egid, _cpu, _ts, cgroup, comm, _ctid, child_tgid, child_ppid,
          child_vpid, child_start) = _FORK.unpack_from(view, off)
         self.table.fork(tgid, child_tgid, child_ppid, child_vpid, child_start, comm, uid, gid, cgroup)
 
     def _exit(self, view: memoryview, off: int) -> None:
-        (_k, _nr, tid, tgid, _uid, _gid, cpu, ts, _cg, _comm, code, _pad) = _EXIT.unpack_from(view, off)
+        (_k, _nr, tid, tgid, _uid, _gid, _euid, _egid, cpu, ts, _cg, _comm, code, _pad) = _EXIT.unpack_from(view, off)
         p = self.table.exit(tgid)
+        self._comm.pop(tgid, None)
         if p is None or (self.emit is not None and "procexit" not in self.emit):
             return
         ev = self._new_event("procexit", p, tid, ts, cpu, 0)
         ev.args = {"status": code, "ret": code >> 8, "sig": code & 0x7F, "core": int(bool(code & 0x80))}
         self.events.append(ev)
+
+    @staticmethod
+    def _directory(sc: Syscall, p: Process, a0: int, path: str) -> None:
+        """The kernel's path of the directory fd the event uses (a dirfd a relative path is
+        relative to, or the fd of fchdir and the like): directory opens are not sent for the
+        state, so this is what the table knows the fd by."""
+        arg = 0 if sc.fd_path or sc.filefd == FD_ARG0 else sc.dirfd_of(0)
+        if arg < 0:
+            return
+        num = render.s32(a0) if arg == 0 else None
+        if num is None:
+            return
+        old = p.fds.get(num)
+        if old is None or old.type != "directory" or old.name != path:
+            p.fds[num] = Fd(num=num, type="directory", name=path,
+                            flags=old.flags if old is not None and old.type == "directory" else 0)
 
     # -- state changes by syscall ----------------------------------------------------------------
     # `t` is the unpacked record; the kernel's view of the file or socket is at the I_* positions.
@@ -302,6 +355,8 @@ class Decoder:
         c.fd = f
 
     def _dup(self, sc: Syscall, c: Ctx, t: tuple) -> None:
+        # The kernel read the old fd's file (and socket): a dup of a descriptor the table never
+        # heard of, or whose number was reused, is still named for what it is now.
         old = _current_fd(c.proc, render.s32(c.a[0]), t)
         if c.res < 0 or old is None:
             c.fd = old
@@ -369,18 +424,6 @@ class Decoder:
         if target is not None:
             target.vpgid = pgid or (target.vpid or target.pid)
 
-    def _setuid(self, sc: Syscall, c: Ctx, t: tuple) -> None:
-        if c.res == 0:
-            euid = c.a[0] if sc.name == "setuid" else c.a[1]
-            if euid & 0xFFFFFFFF != 0xFFFFFFFF:
-                c.proc.euid = euid & 0xFFFFFFFF
-
-    def _setgid(self, sc: Syscall, c: Ctx, t: tuple) -> None:
-        if c.res == 0:
-            egid = c.a[0] if sc.name == "setgid" else c.a[1]
-            if egid & 0xFFFFFFFF != 0xFFFFFFFF:
-                c.proc.egid = egid & 0xFFFFFFFF
-
     def _newfd(self, sc: Syscall, c: Ctx, t: tuple) -> None:
         if c.res < 0:
             return
@@ -399,33 +442,52 @@ class Decoder:
 
 
 _SOCKETS = frozenset({"ipv4", "ipv6", "unix", "netlink"})
-_SOCKET_OR_PIPE = _SOCKETS | {"pipe"}
+_IP = frozenset({"ipv4", "ipv6"})
+# What kind of file each fd type is, as the kernel's inode type tells it (0: an anonymous inode,
+# which has no type bits: eventfd, epoll, signalfd, ...).
+_KIND_OF_TYPE = {"pipe": stat.S_IFIFO, "directory": stat.S_IFDIR, "file": stat.S_IFREG, "memfd": stat.S_IFREG,
+                 **{t: stat.S_IFSOCK for t in _SOCKETS}}
+_ANON_TYPES = frozenset({"event", "signalfd", "eventpoll", "inotify", "timerfd", "bpf", "userfaultfd", "io_uring"})
+
+
+def _same_kind(f: Fd, imode: int) -> bool:
+    """Whether a table entry can be the file the kernel found behind its number."""
+    fmt = stat.S_IFMT(imode)
+    if f.type in _ANON_TYPES:
+        return fmt == 0
+    want = _KIND_OF_TYPE.get(f.type)
+    if want is None:
+        return True
+    if f.type == "file":          # what /proc called a file may be a device or an anonymous inode
+        return fmt not in (stat.S_IFIFO, stat.S_IFDIR, stat.S_IFSOCK)
+    return fmt == want
 
 
 def _current_fd(p: Process, num: int, t: tuple) -> Fd | None:
     """The table's entry for fd `num`, unless the kernel's view of that fd shows it is stale.
 
     close is not captured unless a rule names it (syscalls.BASE), so after a close the number may
-    have been reused by an open the kernel filtered. The kernel read the file behind the fd for
-    this event: an entry naming another file (dev, ino), or another kind of file, is dropped, and
-    an entry with no name stands in for it.
+    have been reused, by an open the kernel filtered or by a pipe, an eventfd, another socket. The
+    kernel read the file (and the socket) behind the fd for this event: an entry naming another
+    file (dev, ino), another kind of file, or another connection is replaced by what the kernel
+    found.
     """
     f = p.fds.get(num)
-    if f is None or not t[I_XFLAGS] & X_HAVE_FILE:
+    xflags = t[I_XFLAGS]
+    if xflags & X_HAVE_SOCK and t[I_FAM] in (1, 2, 10):
+        g = _socket_fd(num, f if f is not None and f.type in _SOCKETS else None, t, b"", "dup")
+        if g is not None and g is not f:
+            p.fds[num] = g
+        return g
+    if f is None or not xflags & X_HAVE_FILE:
         return f
     dev, ino, imode = t[I_DEV], t[I_INO], t[I_IMODE]
-    if f.ino is not None:
+    if f.ino is not None and f.dev is not None:
         stale = (f.dev, f.ino) != (dev, ino)
+    elif f.ino is not None:
+        stale = f.ino != ino or not _same_kind(f, imode)
     else:
-        # Sockets, pipes, anonymous inodes and what /proc gave: only a socket or pipe that is now
-        # a file or directory, or the other way round, is certain to be another descriptor.
-        fmt = stat.S_IFMT(imode)
-        if fmt in (stat.S_IFREG, stat.S_IFDIR):
-            stale = f.type in _SOCKET_OR_PIPE
-        elif fmt in (stat.S_IFSOCK, stat.S_IFIFO):
-            stale = f.type in ("file", "directory", "memfd")
-        else:
-            stale = False
+        stale = not _same_kind(f, imode)
     if not stale:
         return f
     f = Fd(num=num, type=fd_type_of_mode(imode), dev=dev, ino=ino)
@@ -460,7 +522,9 @@ def _socket_fd(num: int, old: Fd | None, t: tuple, addr: bytes, call: str) -> Fd
     """The fd after a socket call, from what the kernel read of the socket and the address given.
 
     Falco orders a tuple client->server: for a connect/send the local end is the client; for an
-    accept (and a bind or listen) the local end is the server.
+    accept (and a bind or listen) the local end is the server. Type, protocol and addresses are
+    always the kernel's (the kernel filter tests the same values); the table's entry is kept only
+    when it says the same.
     """
     family, stype, proto, lport, rport = t[I_FAM], t[I_STYPE], t[I_PROTO], t[I_LPORT], t[I_RPORT]
     lraw, rraw, xflags = t[I_LADDR], t[I_RADDR], t[I_XFLAGS]
@@ -470,29 +534,35 @@ def _socket_fd(num: int, old: Fd | None, t: tuple, addr: bytes, call: str) -> Fd
         path = None
         if addr:
             _fam, path, _port = render.sockaddr(addr)
-        if old is not None and (not path or old.name == path):
+        if old is not None and old.type == "unix" and (not path or old.name == path):
             return old
         return Fd(num=num, type="unix", name=path or "", sockfamily="unix",
                   flags=old.flags if old else 0, connected=call == "connect")
     if family not in (2, 10):
         return old
     ftype = "ipv4" if family == 2 else "ipv6"
+    l4 = _l4(family, stype, proto)
     local = render.ip_text(family, lraw)
     remote = render.ip_text(family, rraw)
     if rport == 0 and addr:                            # unconnected datagram: the peer is the address
         _fam, a, port = render.sockaddr(addr)
         if a is not None and port is not None:
             remote, rport = a, port
-    server_side = call in ("accept", "accept4", "bind", "listen")
+    if old is not None and old.type != ftype:
+        old = None                                     # another socket now has that number
+    if call == "dup" and old is not None and old.l4proto == l4 and {
+            (old.cip, old.cport), (old.sip, old.sport)} == {(local, lport), (remote, rport)}:
+        return old                                     # the same connection, whichever end is which
+    server_side = call in ("accept", "accept4", "bind", "listen") or (call == "dup" and t[I_STATE] == 10)
     if server_side:
         sip, sport, cip, cport = local, lport, remote, rport
     else:
         cip, cport, sip, sport = local, lport, remote, rport
     name = f"{cip}:{cport}->{sip}:{sport}"
-    if old is not None and old.name == name:
+    if old is not None and old.name == name and old.l4proto == l4:
         return old
     connected = call in ("connect", "accept", "accept4") or (old is not None and old.connected)
     return Fd(num=num, type=ftype, name=name, flags=old.flags if old else 0,
-              l4proto=_l4(family, stype, proto), sockfamily="ip", cip=cip, cport=cport, sip=sip,
+              l4proto=l4, sockfamily="ip", cip=cip, cport=cport, sip=sip,
               sport=sport, local_is_server=server_side, connected=connected,
               name_changed=old is not None and bool(old.name) and old.name != name)

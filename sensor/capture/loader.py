@@ -17,14 +17,19 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensor.capture import bpfsys, syscalls
+from sensor.capture import bpfsys, kfilter, syscalls
 from sensor.capture.syscalls import Syscall
 
 # probe.bpf.c CFG_* and C_* indexes
-CFG_SELF_TGID, CFG_OPEN_FILTER = 0, 1
-COUNTERS = ("drops", "str_faults", "regs_faults", "records", "filtered")
-MAX_PREFIX = 128
+CFG_SELF_TGID, CFG_KFILTER, CFG_PRESSURE, CFG_STATE_LIMIT = 0, 1, 2, 3
+CFG_PROC_BUDGET, CFG_CG_BUDGET, CFG_WINDOW_NS, CFG_CONSUMED = 4, 5, 6, 8
+COUNTERS = ("drops", "str_faults", "regs_faults", "records", "filtered", "state_drops", "throttled",
+            "state_records", "tail_faults")
+MAX_PREFIX = kfilter.MAX_PREFIX
 PAGE = os.sysconf("SC_PAGE_SIZE")
+WINDOW_NS = 100_000_000            # budgets are counted per 100 ms
+SIZES = {"KF_TERMS_MAX": 1024, "COMM_MAX": 8192, "HOST_CGROUPS_MAX": 16384, "PATH_TRIE_MAX": 8192,
+         "DFA_STATES": kfilter.DFA_STATES, "NET_MAX": 1024, "PORT_SETS": kfilter.PORT_SETS}
 
 
 class LoadError(Exception):
@@ -42,6 +47,7 @@ class Probe:
     ringbuf_bytes: int
     cflags: list[str] = field(default_factory=list)
     text: str | None = None
+    raw: frozenset[str] = frozenset()     # syscalls served by the raw sys_enter hook
 
     def counters(self) -> dict[str, list[int]]:
         """The probe's per-CPU counters by name (drops, str_faults, ...)."""
@@ -55,32 +61,55 @@ class Probe:
         """Tell the kernel a descriptor is gone without a close (exec's O_CLOEXEC)."""
         bpfsys.delete(self.maps["known_fds"], struct.pack("<Q", (tgid << 32) | (fd & 0xFFFFFFFF)))
 
-    def set_open_filter(self, entries: dict[tuple[bytes, bool], int] | None) -> None:
-        """Install the in-kernel open filter: {(path, is_prefix): access classes}, None = off.
+    def set_kernel_filter(self, tables: kfilter.Tables, selected: list[Syscall], track_fds: bool) -> None:
+        """Fill the filter's maps, then point each syscall's spec row at its terms and turn the
+        filter on. Until then every event passes."""
+        maps = self.maps
+        for i, row in enumerate(tables.terms):
+            bpfsys.update(maps["kterms"], struct.pack("<I", i), row)
+        for comm, bits in tables.comm_entries().items():
+            bpfsys.update(maps["comm_sets"], comm, struct.pack("<Q", bits))
+        entries = tables.path_entries()
+        for key, bits in entries.items():
+            bpfsys.update(maps["path_trie"], struct.pack("<I", len(key) * 8) + key.ljust(MAX_PREFIX, b"\0"),
+                          struct.pack("<Q", bits))
+        for c1, row in enumerate(first_two_table(list(entries))):
+            bpfsys.update(maps["path_first2"], struct.pack("<I", c1), struct.pack("<4Q", *row))
+        rows, any_bits, end_bits = tables.dfa()
+        if len(rows) > 1:
+            for state, (nxt, a, e) in enumerate(zip(rows, any_bits, end_bits, strict=True)):
+                bpfsys.update(maps["dfa"], struct.pack("<I", state), struct.pack("<256H2Q", *nxt, a, e))
+        for (version, addr, prefix), bits in tables.net_entries().items():
+            key = struct.pack("<IB16s3x", 8 + prefix, version, addr)
+            bpfsys.update(maps["net_trie"], key, struct.pack("<Q", bits))
+        for index, words in tables.port_bitmaps():
+            for w, word in enumerate(words):
+                if word:
+                    bpfsys.update(maps["port_sets"], struct.pack("<I", index * 1024 + w), struct.pack("<Q", word))
+        for sc in selected:
+            row = syscalls.kernel_spec(sc, True, sc.name in self.raw, track_fds, tables.specs.get(sc.name))
+            bpfsys.update(maps["specs"], struct.pack("<I", sc.nr), row)
+        self.set_config(CFG_KFILTER, 1)
 
-        A longest-prefix match returns only the longest entry, so every entry carries the classes
-        of every shorter entry that is a prefix of it.
-        """
-        if entries is None:
-            self.set_config(CFG_OPEN_FILTER, 0)
-            return
-        fd = self.maps["open_filter"]
-        keys = []
-        for (path, is_prefix), classes in entries.items():
-            data = path if is_prefix else path + b"\0"
-            if len(data) >= MAX_PREFIX:
-                raise ValueError(f"open filter path longer than {MAX_PREFIX - 1} bytes: {path!r}")
-            keys.append((data, classes))
-        for data, classes in keys:
-            total = classes
-            for other, oclasses in keys:
-                if len(other) < len(data) and data.startswith(other):
-                    total |= oclasses
-            key = struct.pack("<I", len(data) * 8) + data.ljust(MAX_PREFIX, b"\0")
-            bpfsys.update(fd, key, bytes([total]))
-        for c1, row in enumerate(first_two_table(keys)):
-            bpfsys.update(self.maps["open_first2"], struct.pack("<I", c1), struct.pack("<16Q", *row))
-        self.set_config(CFG_OPEN_FILTER, 1)
+    def mark_host_cgroup(self, cgroup_id: int) -> None:
+        """Tell the probe a cgroup is the host's (container.id = host) for good."""
+        try:
+            bpfsys.update(self.maps["host_cgroups"], struct.pack("<Q", cgroup_id), b"\1")
+        except OSError:            # the map is full: the probe then treats it as unknown, which is safe
+            pass
+
+    def flooders(self) -> dict[int, tuple[int, int, int, str]]:
+        """Processes over their budget: tgid -> (records dropped, cgroup id, uid, comm); emptied."""
+        out = {}
+        fd = self.maps["flooders"]
+        for key in bpfsys.keys(fd, 4):
+            raw = bpfsys.lookup(fd, key, 40)
+            bpfsys.delete(fd, key)
+            if raw is None:
+                continue
+            dropped, cgroup, uid, _pad, comm = struct.unpack("<QQII16s", raw)
+            out[struct.unpack("<I", key)[0]] = (dropped, cgroup, uid, comm.split(b"\0", 1)[0].decode(errors="replace"))
+        return out
 
     def close_attachments(self) -> None:
         """Detach every program: no new records after this; the maps stay readable."""
@@ -102,26 +131,22 @@ class Probe:
         self.maps = {}
 
 
-def first_two_table(keys: list[tuple[bytes, int]]) -> list[list[int]]:
-    """The probe's `open_first2` rows: for each first character after the '/', one 256-bit set of
-    second characters per access class (4 words each), set wherever some trie key could match.
+def first_two_table(keys: list[bytes]) -> list[list[int]]:
+    """The probe's `path_first2` rows: for each second character of a string (the first after a
+    path's '/'), the 256-bit set of third characters with which some trie key could match.
 
-    A key of one byte ("/", a prefix) can match any path; a key of two ("/x" prefix, or "/" exact
-    with its NUL) any path with that first character; a longer key only paths that begin with its
-    own first two characters.
+    A key of one byte can match any string; a key of two any string with that second character; a
+    longer key only strings that have its own second and third characters.
     """
-    rows = [[0] * 16 for _ in range(256)]
+    rows = [[0] * 4 for _ in range(256)]
     every = (1 << 64) - 1
-    for data, classes in keys:
+    for data in keys:
         firsts = range(256) if len(data) < 2 else (data[1],)
-        for cls in range(4):
-            if not (classes >> cls) & 1:
-                continue
-            for c1 in firsts:
-                if len(data) < 3:
-                    rows[c1][cls * 4:cls * 4 + 4] = [every] * 4
-                else:
-                    rows[c1][cls * 4 + (data[2] >> 6)] |= 1 << (data[2] & 63)
+        for c1 in firsts:
+            if len(data) < 3:
+                rows[c1] = [every] * 4
+            else:
+                rows[c1][data[2] >> 6] |= 1 << (data[2] & 63)
     return rows
 
 
@@ -159,7 +184,7 @@ def _request(sock: socket.socket, req: dict) -> tuple[dict, list[int]]:
 
 
 def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
-         known_fds_max: int = 65536, open_filter_max: int = 4096,
+         known_fds_max: int = 65536, process_budget: int = 20_000, cgroup_budget: int = 50_000,
          print_only: bool = False, want_text: bool = False, timeout: float = 120.0) -> Probe:
     """Compile and attach the probe for `selected` syscalls in a child process.
 
@@ -178,12 +203,17 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
             tracepoints.append([sc.tracepoint, "sys_exit_closes_fd" if sc.closes_fd else "sys_exit"])
         else:
             raw_needed.append(sc.name)
-        specs.append([sc.nr, sc.kernel_spec(True, not has_tp, track_fds).hex()])
+        specs.append([sc.nr, syscalls.kernel_spec(sc, True, not has_tp, track_fds).hex()])
+    per_window = 1_000_000_000 // WINDOW_NS
     req = {
         "macros": {"RINGBUF_PAGES": ringbuf_bytes // PAGE, "MAX_PREFIX": MAX_PREFIX,
-                   "KNOWN_FDS_MAX": known_fds_max,
-                   "OPEN_FILTER_MAX": open_filter_max},
-        "config": {str(CFG_SELF_TGID): self_tgid},
+                   "KNOWN_FDS_MAX": known_fds_max, **SIZES},
+        "config": {str(CFG_SELF_TGID): self_tgid,
+                   # budgets start when half the ring is waiting (a busy but honest process rides out
+                   # the reader's pauses below that); state-only records stop at three quarters
+                   str(CFG_PRESSURE): ringbuf_bytes // 2, str(CFG_STATE_LIMIT): ringbuf_bytes * 3 // 4,
+                   str(CFG_PROC_BUDGET): max(1, process_budget // per_window),
+                   str(CFG_CG_BUDGET): max(1, cgroup_budget // per_window), str(CFG_WINDOW_NS): WINDOW_NS},
         "specs": specs, "tracepoints": tracepoints, "raw_nrs": [syscalls.BY_NAME[n].nr for n in raw_needed],
         "print_only": print_only, "print": want_text,
     }
@@ -221,7 +251,7 @@ def load(selected: list[Syscall], *, ringbuf_bytes: int, self_tgid: int,
     names = reply["maps"]
     maps = dict(zip(names, fds[:len(names)], strict=True))
     probe = Probe(maps, fds[len(names):], reply["attached"], reply["failed"], ringbuf_bytes,
-                  reply.get("cflags", []), reply.get("text"))
+                  reply.get("cflags", []), reply.get("text"), frozenset(raw_needed))
     if probe.failed:
         # A hook that did not attach is a blind spot nobody would notice: refuse to run with one.
         probe.close()

@@ -19,6 +19,8 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_TASK_THREAD_PID": ("task_struct", "thread_pid"),
     "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_TASK_EXIT_CODE": ("task_struct", "exit_code"),
+    "OFF_TASK_GROUP_LEADER": ("task_struct", "group_leader"),
+    "OFF_TASK_COMM": ("task_struct", "comm"),
     "OFF_MM_ARG_START": ("mm_struct", "arg_start"),
     "OFF_MM_ARG_END": ("mm_struct", "arg_end"),
     "OFF_MM_ENV_START": ("mm_struct", "env_start"),
@@ -45,10 +47,18 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_FILE_INODE": ("file", "f_inode"),
     "OFF_FILE_MODE": ("file", "f_mode"),
     "OFF_DENTRY_NAME": ("dentry", "d_name.name"),
+    "OFF_DENTRY_NAME_LEN": ("dentry", "d_name.len"),
+    "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
+    "OFF_FILE_MNT": ("file", "f_path.mnt"),
+    "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
     "OFF_INODE_INO": ("inode", "i_ino"),
     "OFF_INODE_MODE": ("inode", "i_mode"),
     "OFF_INODE_SB": ("inode", "i_sb"),
     "OFF_SB_DEV": ("super_block", "s_dev"),
+    "OFF_SB_MAGIC": ("super_block", "s_magic"),
     "OFF_SOCKET_SK": ("socket", "sk"),
     "OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
     "OFF_SK_NUM": ("sock", "__sk_common.skc_num"),
@@ -57,6 +67,7 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_SK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
     "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
     "OFF_SK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    "OFF_SK_STATE": ("sock", "__sk_common.skc_state"),
     "OFF_SK_TYPE": ("sock", "sk_type"),
     "OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
     "OFF_TASK_CGROUPS": ("task_struct", "cgroups"),
@@ -110,4 +121,45 @@ def macros(btf: BTF) -> dict[str, int]:
     out["PIDTYPE_PGID"] = btf.enum_value("pid_type", "PIDTYPE_PGID")
     out["PIDTYPE_SID"] = btf.enum_value("pid_type", "PIDTYPE_SID")
     out["EXIT_GROUP_DEAD_OFF"] = tracepoint_field_offset("sched", "sched_process_exit", "group_dead")
+    out.update(_inode_times(btf))
+    out["OFF_OVL_UPPER"] = _overlay_upper(btf)
     return out
+
+
+def _inode_times(btf: BTF) -> dict[str, int]:
+    """Where an inode keeps its ctime and mtime: split second/nanosecond members since 6.11, a
+    struct timespec64 (`__i_ctime`, then `i_ctime`) before."""
+    out = {}
+    for what in ("ctime", "mtime"):
+        if btf.has_member("inode", f"i_{what}_sec"):
+            out[f"OFF_INODE_{what.upper()}_SEC"] = btf.offset("inode", f"i_{what}_sec")
+            out[f"OFF_INODE_{what.upper()}_NSEC"] = btf.offset("inode", f"i_{what}_nsec")
+            continue
+        for member in (f"__i_{what}", f"i_{what}"):
+            if btf.has_member("inode", member):
+                out[f"OFF_INODE_{what.upper()}_SEC"] = btf.offset("inode", f"{member}.tv_sec")
+                out[f"OFF_INODE_{what.upper()}_NSEC"] = btf.offset("inode", f"{member}.tv_nsec")
+                break
+        else:
+            out[f"OFF_INODE_{what.upper()}_SEC"] = out[f"OFF_INODE_{what.upper()}_NSEC"] = -1
+    return out
+
+
+def _overlay_upper(btf: BTF) -> int:
+    """Offset of an overlayfs inode's upper dentry from its VFS inode: the exe is in the upper
+    layer when that dentry is set (how Falco's driver reads proc.is_exe_upper_layer). overlayfs
+    keeps the VFS inode inside its own struct ovl_inode; -1 when this kernel's BTF lacks it."""
+    for source in (btf, _module_btf("overlay")):
+        if source is not None and source.has_member("ovl_inode", "__upperdentry"):
+            return source.offset("ovl_inode", "__upperdentry") - source.offset("ovl_inode", "vfs_inode")
+    return -1
+
+
+def _module_btf(name: str) -> BTF | None:
+    path = Path("/sys/kernel/btf") / name
+    if not path.exists():
+        return None
+    try:
+        return BTF(path.read_bytes(), str(path))
+    except Exception:      # split BTF of a module needs the base's types; give up, not crash
+        return None

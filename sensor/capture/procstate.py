@@ -139,9 +139,8 @@ class ProcessTable:
         p.cap_inheritable = render.capabilities(int(status.get("CapInh", "0"), 16))
         p.cap_permitted = render.capabilities(int(status.get("CapPrm", "0"), 16))
         p.cap_effective = render.capabilities(int(status.get("CapEff", "0"), 16))
-        if p.exepath.endswith(" (deleted)"):
-            p.exepath = p.exepath[: -len(" (deleted)")]
-        p.exe_from_memfd = p.exepath.startswith("/memfd:")
+        p.exepath = exe_path(p.exepath)
+        p.exe_from_memfd = p.exepath.startswith("memfd:")
         p.exe_writable = exe_writable(p.exepath, p.euid or 0, p.egid or 0)
         if self.read_env:
             p.env = _read_env(f"{base}/environ")
@@ -228,6 +227,14 @@ class ProcessTable:
         if p is not None:
             p.alive = False
         return p
+
+
+def exe_path(path: str) -> str:
+    """proc.exepath from a path the kernel gave (a dentry walk, or /proc/<pid>/exe): a program run
+    from a memfd is `memfd:NAME`, as Falco names it, and a deleted file keeps its name."""
+    if path.endswith(" (deleted)"):
+        path = path[: -len(" (deleted)")]
+    return path[1:] if path.startswith("/memfd:") else path
 
 
 def exe_writable(path: str, euid: int, egid: int) -> bool | None:

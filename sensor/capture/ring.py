@@ -42,6 +42,10 @@ class RingReader:
         """Bytes written by the kernel and not yet consumed."""
         return self._producer[0] - self._consumer[0]
 
+    def consumed(self) -> int:
+        """The consumer position: bytes consumed since the ring was made."""
+        return int(self._consumer[0])
+
     def consume(self, handle: Callable[[memoryview, int, int], bool], max_records: int) -> int:
         """Call `handle(view, offset, length)` for up to `max_records` committed records.
 

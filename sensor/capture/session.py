@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from sensor.capture import loader, syscalls
+from sensor.capture import accounts, kfilter, loader, syscalls
 from sensor.capture.containers import ContainerResolver
 from sensor.capture.decoder import Decoder
 from sensor.capture.procstate import ProcessTable
 from sensor.capture.ring import RingReader
-from sensor.event import SyscallEvent
+from sensor.event import HOST, Process, SyscallEvent
 
 
 @dataclass
@@ -31,10 +32,27 @@ class CaptureOptions:
     read_env: bool = True
     runtime_sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/podman/podman.sock",
                                         "/var/run/crio/crio.sock")
-    open_filter: dict[tuple[bytes, bool], int] | None = None
+    # what the rules can match, per event type (sensor/engine/kernel_filter.py's plain data);
+    # None: every event of every attached syscall reaches user space
+    predicates: dict[str, kfilter.Data] | None = None
+    unfiltered: tuple[str, ...] = ()             # syscalls whose every event reaches user space
+    process_budget: int = 20_000                 # records/s one process may add to a filling ring
+    cgroup_budget: int = 50_000                  # ... one cgroup
     ignore_self: bool = True
     raw_hook: bool = False                       # syscalls without a tracepoint: via raw sys_enter
     print_bpf: bool = False
+
+
+@dataclass
+class Flood:
+    """A process whose records the kernel dropped for being over its budget while the ring filled."""
+
+    pid: int
+    comm: str
+    uid: int
+    cgroup_id: int
+    dropped: int                                 # since the last report
+    fields: dict[str, Any] = field(default_factory=dict)   # what the process table knows of it
 
 
 class Capture:
@@ -42,20 +60,27 @@ class Capture:
 
     def __init__(self, opts: CaptureOptions) -> None:
         self.opts = opts
+        Process.accounts = accounts.account          # user.name and the like, from the files the process sees
         selected, self.unknown_types = syscalls.select(opts.event_types)
         if not opts.raw_hook:
             self.skipped = [s.name for s in selected if not loader.has_tracepoint(s.tracepoint)]
             selected = [s for s in selected if s.name not in self.skipped]
         else:
             self.skipped = []
-        self.selected = selected
+        self.tables = kfilter.build(selected, opts.predicates or {}, enabled=opts.predicates is not None,
+                                    unfiltered=opts.unfiltered)
+        # a syscall no rule can match and no state needs is not attached at all
+        self.selected = [s for s in selected if s.name not in self.tables.detached]
         self.probe: loader.Probe | None = None
         self.ring: RingReader | None = None
         self.table = ProcessTable(ContainerResolver(opts.runtime_sockets), read_env=opts.read_env)
         # The kernel remembers the fds user space knows only for close's filter.
         tracks_fds = any(s.closes_fd for s in selected)
-        self.decoder = Decoder(self.table, opts.emit, on_cloexec=self._cloexec if tracks_fds else None)
+        self.decoder = Decoder(self.table, opts.emit, on_cloexec=self._cloexec if tracks_fds else None,
+                               on_host_cgroup=self._host_cgroup)
         self.bpf_text: str | None = None
+        self.floods: list[Flood] = []              # processes over their budget, for the source to report
+        self._next_flood_check = 0.0
         self.started_at = 0.0
         self._final: dict[str, int] | None = None      # stats as they were when stopped
 
@@ -70,13 +95,17 @@ class Capture:
         """Attach the probe, read /proc, and start reading. Raises loader.LoadError."""
         self.probe = loader.load(self.selected, ringbuf_bytes=self.opts.ringbuf_bytes,
                                  self_tgid=os.getpid() if self.opts.ignore_self else 0,
+                                 process_budget=self.opts.process_budget, cgroup_budget=self.opts.cgroup_budget,
                                  want_text=self.opts.print_bpf)
         self.bpf_text = self.probe.text
         try:
-            if self.opts.open_filter is not None:
-                self.probe.set_open_filter(self.opts.open_filter)
+            if self.opts.predicates is not None:
+                self.probe.set_kernel_filter(self.tables, self.selected, any(s.closes_fd for s in self.selected))
             self.ring = RingReader(self.probe.maps["events"], self.opts.ringbuf_bytes)
             self.table.bootstrap()
+            for p in list(self.table):
+                if p.container is HOST:
+                    self._host_cgroup(p.cgroup_id)
         except BaseException:
             self.probe.close()
             self.probe = None
@@ -98,7 +127,28 @@ class Capture:
         dec = self.decoder
         dec.events = []
         ring.consume(dec.handle, self.opts.batch)
+        if self.probe is not None:
+            # how far the ring is read: with what it wrote, the probe knows how full the ring is
+            self.probe.set_config(loader.CFG_CONSUMED, ring.consumed())
+        if time.monotonic() >= self._next_flood_check:
+            self._collect_floods()
         return dec.events
+
+    def _collect_floods(self) -> None:
+        self._next_flood_check = time.monotonic() + 1.0
+        if self.probe is None:
+            return
+        for pid, (dropped, cgroup, uid, comm) in self.probe.flooders().items():
+            p = self.table.procs.get(pid)
+            fields: dict[str, Any] = {"proc.pid": pid, "proc.name": comm, "user.uid": uid}
+            if p is not None:
+                fields.update({"proc.exepath": p.exepath, "proc.cmdline": " ".join([p.name, *p.args]),
+                               "proc.ppid": p.ppid, "container.id": p.container.id})
+            self.floods.append(Flood(pid, comm, uid, cgroup, dropped, fields))
+
+    def _host_cgroup(self, cgroup_id: int) -> None:
+        if self.probe is not None and cgroup_id:
+            self.probe.mark_host_cgroup(cgroup_id)
 
     def _cloexec(self, tgid: int, fds: list[int]) -> None:
         if self.probe is not None:
@@ -116,15 +166,22 @@ class Capture:
             return dict(self._final)
         counters = {k: sum(v) for k, v in self.kernel_counters().items()}
         ring, regs = counters.get("drops", 0), counters.get("regs_faults", 0)
+        state, throttled = counters.get("state_drops", 0), counters.get("throttled", 0)
+        tail = counters.get("tail_faults", 0)
         return {
             "events": self.decoder.num,
             "records": self.decoder.records,
             # every syscall the kernel saw and could not hand over: the ring buffer had no room,
-            # or its arguments could not be read
-            "drops": ring + regs,
+            # its arguments could not be read, a process or cgroup was over its budget, the ring
+            # was too full for a record only the state needed, or a stage of the probe failed
+            "drops": ring + regs + state + throttled + tail,
             "drops_ring": ring,
             "drops_regs": regs,
+            "drops_budget": throttled,
+            "drops_state": state,
+            "drops_stage": tail,
             "kernel_records": counters.get("records", 0),
+            "state_records": counters.get("state_records", 0),
             "filtered": counters.get("filtered", 0),
             "str_faults": counters.get("str_faults", 0),
             "decode_errors": self.decoder.decode_errors,

@@ -67,8 +67,9 @@ dry_run = click.option("--dry-run", "dry_run", is_flag=True,
                        help="Load and check configuration, rules and every enabled output; print what "
                             "would run, and exit.")
 verbose = click.option("-v", "verbose", is_flag=True,
-                       help="Verbose: every loaded rule file with its counts at start-up, and at exit "
-                            "the alerts by priority and by rule.")
+                       help="Verbose: every loaded rule file with its counts and, per attached syscall, "
+                            "what the kernel keeps of its events at start-up; at exit the alerts by "
+                            "priority and by rule.")
 disable_source = click.option("--disable-source", "disable_source", metavar="SOURCE", multiple=True,
                               type=click.Choice(("syscall", "k8s_audit")),
                               help="Turn off an event source (repeatable); not all of them.")

@@ -98,9 +98,11 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
     """Run the sensor (or its dry run) as the flags say; return the exit code."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s falconet %(levelname)s %(message)s")
+    if flags.verbose:       # per attached syscall, what the kernel keeps of its events
+        logging.getLogger("falconet.capture").setLevel(logging.DEBUG)
     near = _near_misses(flags)
-    # Explaining needs the opens the in-kernel filter would drop: near misses are among them.
-    explaining = ["syscall.open_filter=false"] if near is not None else []
+    # Explaining needs the events the kernel filter would drop: near misses are among them.
+    explaining = ["syscall.kernel_filter=false"] if near is not None else []
     run_options = RunOptions(
         config_path=settings.config_path,
         overrides=[*settings.overrides, *source_overrides(flags), *print_overrides(flags.print_format),

@@ -22,8 +22,8 @@ BOOT = 1_700_000_000_000_000_000
 
 def header(kind: int, tgid: int, *, nr: int = 0, cgroup: int, comm: bytes = b"bash", uid: int = 0,
            ts: int = 5_000) -> dict[str, Any]:
-    return dict(kind=kind, nr=nr, tid=tgid, tgid=tgid, uid=uid, gid=uid, cpu=1, ts=ts, cgroup=cgroup,
-                comm=comm.ljust(16, b"\0"))
+    return dict(kind=kind, nr=nr, tid=tgid, tgid=tgid, uid=uid, gid=uid, euid=uid, egid=uid, cpu=1, ts=ts,
+                cgroup=cgroup, comm=comm.ljust(16, b"\0"))
 
 
 def pack(name: str, values: dict[str, Any], tail: bytes = b"") -> memoryview:
@@ -59,14 +59,18 @@ class World:
         self.table.procs[100] = self.p
 
     def syscall(self, name: str, res: int, args: tuple[int, ...] = (), strs: tuple[str, ...] = (),
-                addr: bytes = b"", tgid: int = 100, cgroup: int | None = None, **extra: Any) -> bool:
+                addr: bytes = b"", tgid: int = 100, cgroup: int | None = None, dirpath: str = "",
+                **extra: Any) -> bool:
         sc = BY_NAME[name]
         lens, tail = strings(*strs)
+        if dirpath:
+            tail += dirpath.encode() + b"\0"
+            lens["l_dir"] = len(dirpath) + 1
         vals = header(layout.K_SYSCALL, tgid, nr=sc.nr, cgroup=self.host_cg if cgroup is None else cgroup)
         vals.update(res=res, laddr=len(addr), **lens, **extra)
         for i, a in enumerate(args):
             vals[f"a{i}"] = a & 0xFFFFFFFFFFFFFFFF
-        view = pack("syscall", vals, tail + addr)
+        view = pack("syscall", vals, addr + tail)       # the probe writes the address first
         return self.dec.handle(view, 0, len(view))
 
     def take(self) -> list:
@@ -75,6 +79,19 @@ class World:
 
 
 AT_FDCWD = -100
+
+
+def test_a_relative_path_resolves_against_the_directory_path_the_kernel_read(tmp_path: Path) -> None:
+    # The directory was opened as fd 7 without an event (directory opens stay in the kernel): the
+    # record carries the directory's path, and the table learns the fd from it.
+    w = World(tmp_path)
+    assert w.syscall("openat", 3, (7, 0, os.O_RDONLY), strs=("secret",), dirpath="/srv/app")
+    (ev,) = w.take()
+    assert ev.fd.name == "/srv/app/secret" and ev.args["name"] == "/srv/app/secret"
+    assert (w.p.fds[7].type, w.p.fds[7].name) == ("directory", "/srv/app")
+    assert w.syscall("fchdir", 0, (7,), dirpath="/srv/other")       # fd 7 is another directory now
+    w.take()
+    assert w.p.cwd == "/srv/other"
 
 
 def test_open_resolves_the_path_and_adds_the_fd(tmp_path: Path) -> None:

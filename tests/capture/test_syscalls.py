@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import compat_file
 
-from sensor.capture import syscalls
+from sensor.capture import layout, syscalls
 from sensor.capture.argcode import builder
 from sensor.capture.syscalls import BY_NAME, SYSCALLS, select
 from sensor.event import Process
@@ -34,8 +34,8 @@ def test_every_parameter_has_a_renderer_and_every_spec_fits_the_probe() -> None:
         build = builder(s)              # compiles the syscall's args builder; unknown kinds raise
         args, _raw = build(0, 1, 2, 3, 4, 5, 6, "a", "b", "c", b"", Process(pid=1, cwd="/"), None, 1)
         assert list(args) == [name for name, _kind, _src in s.params], s.name
-        row = s.kernel_spec(True, False)
-        assert len(row) == syscalls.SPEC_SIZE
+        row = syscalls.kernel_spec(s, True, False)
+        assert len(row) == layout.LAYOUTS["spec"].size
         assert len(s.strings) <= 3
 
 

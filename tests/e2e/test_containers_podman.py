@@ -91,7 +91,6 @@ def test_a_shell_with_a_terminal_raises_terminal_shell_in_container(podman: Podm
     assert sorted(a["output_fields"]["proc.tty"] != 0 for a in shells) == [False, True]
 
 
-@pytest.mark.xfail(strict=True, reason="needs live proc.is_exe_upper_layer (kfilter branch)")
 def test_a_binary_dropped_into_the_writable_layer_is_caught_and_an_image_binary_is_not(
         podman: Podman, image: str, sensor: Sensor) -> None:
     cid = podman.run_detached("falconet-e2e-drop", image, "sleep", "300")

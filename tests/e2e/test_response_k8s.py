@@ -192,7 +192,8 @@ def test_a_denied_exec_posted_to_the_webhook_never_deletes_the_pod(tmp_path):
         try:
             state = tmp_path / "state" / "k8s_audit"
             deadline = time.monotonic() + 30
-            while not (state / "token").exists() and time.monotonic() < deadline:
+            # The sensor writes its token and then its certificate: wait for both.
+            while not ((state / "token").exists() and (state / "ca.crt").exists()) and time.monotonic() < deadline:
                 time.sleep(0.1)
             ctx = ssl.create_default_context(cafile=str(state / "ca.crt"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import time
@@ -13,119 +12,55 @@ import pytest
 from sensor import config
 from sensor.engine import load_rules
 from sensor.errors import ConfigError, UnavailableError
-from sensor.event import Fd, Process, SyscallEvent
 from sensor.sources import syscall
-from sensor.sources.syscall import SyscallSource, open_filter_from_rules
+from sensor.sources.settings import SyscallSettings
+from sensor.sources.syscall import SyscallSource
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "rules" / "falconet_rules.yaml"
 
-RULES = """
-- rule: secret read
-  desc: t
-  condition: evt.type = openat and fd.name startswith /srv/secret and evt.is_open_read = true
-  output: x
-  priority: Warning
-- rule: config written
-  desc: t
-  condition: >
-    evt.type in (open, openat) and not evt.is_open_read = true
-    and (fd.directory in (/etc/ssl, /opt) or fd.name pmatch (/var/lib/app))
-  output: x
-  priority: Warning
-- rule: keys
-  desc: t
-  condition: evt.type = openat2 and fd.name glob "/data/*.key"
-  output: x
-  priority: Warning
-- rule: exact by cat
-  desc: t
-  condition: evt.type = openat and fd.name = /exact/file and proc.name = cat
-  output: x
-  priority: Warning
-- rule: not about opens
-  desc: t
-  condition: evt.type = connect and fd.name contains 9
-  output: x
-  priority: Warning
-"""
+
+def settings(*overrides: str) -> SyscallSettings:
+    return SyscallSettings.from_config(config.load(None, list(overrides)))
+
+def test_the_dry_run_says_per_syscall_what_the_kernel_keeps() -> None:
+    from conftest import compat_file
+
+    lines = syscall.describe(settings(), load_rules([compat_file("falco_rules.yaml")]))
+    assert lines[0] == "Syscall kernel filter: on"
+    assert "  sendto: nothing: no rule can match it, so it is not attached" in lines
+    assert "  chdir: every event (the process and fd state need it)" in lines
+    off = syscall.describe(settings("syscall.kernel_filter=false"), load_rules([BUNDLED]))
+    assert off[0].startswith("Syscall kernel filter: off")
+    assert all("every event" in line or "not captured" in line for line in off[1:])
 
 
-def kernel_wants(entries: dict[tuple[bytes, bool], int], path: str, flags: int) -> bool:
-    """What the probe decides: the classes of every entry that is a prefix of the path (with its NUL)."""
-    parts = path.split("/")
-    if not path.startswith("/") or "//" in path or (path.endswith("/") and path != "/") \
-            or any(p in (".", "..") for p in parts):
-        return True
-    key = path.encode() + b"\0"
-    classes = 0
-    for (p, is_prefix), c in entries.items():
-        if key.startswith(p if is_prefix else p + b"\0"):
-            classes |= c
-    return bool(classes >> (flags & 3) & 1)
+def test_unfiltered_syscalls_must_be_syscalls() -> None:
+    with pytest.raises(ConfigError, match="frobnicate"):
+        config.load(None, ["syscall.unfiltered_syscalls=[connect, frobnicate]"])
+    cfg = config.load(None, ["syscall.unfiltered_syscalls=[connect]"])
+    assert cfg.get("syscall.unfiltered_syscalls") == ["connect"]
+    with pytest.raises(ConfigError, match="process_budget"):
+        config.load(None, ["syscall.process_budget=0"])
 
 
-def open_event(etype: str, path: str, flags: int, proc: str = "cat") -> SyscallEvent:
-    from sensor.capture import render  # only for the test's rendering of flags
-
-    p = Process(pid=10, name=proc, exe=proc)
-    ev = SyscallEvent(type=etype, time_ns=1, num=1, proc=p, tid=10, res=3)
-    ev.args = {"fd": 3, "dirfd": -100, "name": path, "flags": render.open_flags(flags), "mode": "0"}
-    ev.fd = Fd(num=3, type="file", name=path, flags=flags)
-    return ev
-
-
-def test_the_filter_never_drops_an_open_a_rule_matches(tmp_path: Path) -> None:
-    f = tmp_path / "rules.yaml"
-    f.write_text(RULES)
-    rs = load_rules([f])
-    entries = open_filter_from_rules(rs)
-    assert entries is not None
-    paths = ["/srv/secret", "/srv/secret/db.pw", "/srv/secrets", "/srv/other", "/etc/ssl/cert.pem",
-             "/etc/ssl/x/y", "/etc/ssl", "/opt/tool", "/var/lib/app", "/var/lib/app/state", "/var/lib/apple",
-             "/data/a.key", "/data/dir/b.key", "/database", "/exact/file", "/exact/file2", "/tmp/x"]
-    dropped = 0
-    for path, flags, etype, proc in itertools.product(paths, (os.O_RDONLY, os.O_WRONLY, os.O_RDWR),
-                                                      ("open", "openat", "openat2"), ("cat", "vi")):
-        matched = bool(rs.process(open_event(etype, path, flags, proc)))
-        wanted = kernel_wants(entries, path, flags)
-        assert wanted or not matched, f"{etype} {path} flags={flags} matches a rule but would be dropped"
-        dropped += not wanted
-    assert dropped > 100        # and it does drop what no rule can match
-    assert not kernel_wants(entries, "/tmp/x", os.O_RDONLY)
-    assert kernel_wants(entries, "/tmp/../srv/secret", os.O_RDONLY)     # not lexically normal: kept
-    assert kernel_wants(entries, "relative", os.O_RDONLY)
-
-
-def test_bundled_rules_filter_reads_to_credentials_and_keep_every_write() -> None:
-    entries = open_filter_from_rules(load_rules([BUNDLED]))
-    assert entries is not None
-    assert kernel_wants(entries, "/etc/shadow", os.O_RDONLY)
-    assert kernel_wants(entries, "/root/.ssh/id_ed25519", os.O_RDONLY)
-    assert not kernel_wants(entries, "/usr/lib/x86_64-linux-gnu/libc.so.6", os.O_RDONLY)
-    assert not kernel_wants(entries, "/etc/passwd", os.O_RDONLY)
-    # history files are matched by fd.filename, which a path prefix cannot express: every write stays
-    assert kernel_wants(entries, "/home/u/.bash_history", os.O_WRONLY)
-
-
-def test_no_filter_when_a_rule_matches_any_open(tmp_path: Path) -> None:
-    f = tmp_path / "rules.yaml"
-    f.write_text("- rule: all opens\n  desc: t\n  condition: evt.type = openat and proc.name = cat\n"
-                 "  output: x\n  priority: Debug\n")
-    assert open_filter_from_rules(load_rules([f])) is None
+def test_no_predicates_when_the_filter_is_off() -> None:
+    rs = load_rules([BUNDLED])
+    assert syscall.predicates(settings("syscall.kernel_filter=false"), rs) is None
+    preds = syscall.predicates(settings(), rs)
+    assert preds is not None and preds["openat"] is not None and preds["execve"] is not None
 
 
 def test_configuration_is_checked_before_anything_is_loaded() -> None:
-    cfg = config.load(None, ["syscall.ring_buffer_size=3MiB"])
-    with pytest.raises(ConfigError, match="power of two"):
-        SyscallSource(cfg, None)
+    with pytest.raises(ConfigError, match=r"-o syscall.ring_buffer_size=3MiB: .*power of two"):
+        SyscallSource(settings("syscall.ring_buffer_size=3MiB"), None)
 
 
 def test_without_root_the_error_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     why = syscall.preflight()
     assert why is not None and "root" in why and "syscall.enabled=false" in why
-    src = SyscallSource(config.load(None, []), load_rules([BUNDLED]))
+    src = SyscallSource(settings(), load_rules([BUNDLED]))
     with pytest.raises(UnavailableError, match="needs root"):
         src.start()
 
@@ -135,7 +70,7 @@ def test_live_source_through_the_runtime_with_the_bundled_rules() -> None:
     from sensor.runtime import Runtime
 
     rs = load_rules([BUNDLED])
-    src = SyscallSource(config.load(None, []), rs)
+    src = SyscallSource(settings(), rs)
     alerts = []
     rt = Runtime(rs, [src], alerts.append)
 

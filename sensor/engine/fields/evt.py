@@ -6,9 +6,8 @@ answers: the resolved form of an argument where Falco resolves one (an errno nam
 result, `<f>/etc/passwd` for a file descriptor, `AT_FDCWD`, a user name for a set*uid uid), else
 the argument as text.
 
-`EVENT_INFO` is the slice of Falco's event table (libs driver/event_table.c) the extractors need:
-each syscall's category and whether it creates, uses or closes a file descriptor, reads, writes
-or waits. fd.py reads it too (the fd.* fields of an event with no fd depend on it).
+Each event type's category and flags (creates, uses or closes an fd, reads, writes, waits) come
+from the one syscall table, sensor/syscalls.py, which fd.py reads too.
 """
 
 from __future__ import annotations
@@ -19,76 +18,10 @@ from typing import Any
 
 from sensor.alert import iso_time
 from sensor.engine.fields.base import Field, FieldClass
+from sensor.engine.fields.fd import typechar
 from sensor.event import SyscallEvent
+from sensor.syscalls import CREATES_FD, INFO, READS, WAITS, WRITES
 
-# Event flags, as Falco's event table names them (EF_*).
-CREATES_FD = 1
-USES_FD = 2
-DESTROYS_FD = 4
-READS = 8
-WRITES = 16
-WAITS = 32
-FD_EVENT = CREATES_FD | USES_FD | DESTROYS_FD
-
-# name -> (category, flags). "io_read"/"io_write"/"io_other" are Falco's EC_IO_* categories,
-# whose evt.category is decided by the type of the fd the event acts on.
-EVENT_INFO: dict[str, tuple[str, int]] = {
-    "open": ("file", CREATES_FD), "openat": ("file", CREATES_FD), "openat2": ("file", CREATES_FD),
-    "creat": ("file", CREATES_FD), "open_by_handle_at": ("file", CREATES_FD),
-    "userfaultfd": ("file", CREATES_FD),
-    "close": ("io_other", DESTROYS_FD | USES_FD),
-    "read": ("io_read", USES_FD | READS), "pread": ("io_read", USES_FD | READS),
-    "readv": ("io_read", USES_FD | READS), "preadv": ("io_read", USES_FD | READS),
-    "recv": ("io_read", USES_FD | READS), "recvfrom": ("io_read", USES_FD | READS),
-    "recvmsg": ("io_read", USES_FD | READS), "recvmmsg": ("io_read", 0),
-    "write": ("io_write", USES_FD | WRITES), "pwrite": ("io_write", USES_FD | WRITES),
-    "writev": ("io_write", USES_FD | WRITES), "pwritev": ("io_write", USES_FD | WRITES),
-    "send": ("io_write", USES_FD | WRITES), "sendto": ("io_write", USES_FD | WRITES),
-    "sendmsg": ("io_write", USES_FD | WRITES), "sendmmsg": ("io_write", 0),
-    "sendfile": ("io_write", USES_FD),
-    "splice": ("io_other", USES_FD), "fcntl": ("io_other", USES_FD), "ioctl": ("io_other", USES_FD),
-    "dup": ("io_other", CREATES_FD | USES_FD), "dup2": ("io_other", CREATES_FD | USES_FD),
-    "dup3": ("io_other", CREATES_FD | USES_FD),
-    "io_uring_enter": ("io_other", USES_FD | WRITES),
-    "stat": ("file", 0), "lstat": ("file", 0), "stat64": ("file", 0), "lstat64": ("file", 0),
-    "fstat": ("file", USES_FD), "fstat64": ("file", USES_FD), "lseek": ("file", USES_FD),
-    "llseek": ("file", USES_FD), "getdents": ("file", USES_FD), "getdents64": ("file", USES_FD),
-    "flock": ("file", USES_FD), "fchdir": ("file", USES_FD), "chdir": ("file", 0),
-    "getcwd": ("file", 0), "mkdir": ("file", 0), "mkdirat": ("file", 0), "rmdir": ("file", 0),
-    "link": ("file", 0), "linkat": ("file", 0), "unlink": ("file", 0), "unlinkat": ("file", 0),
-    "rename": ("file", 0), "renameat": ("file", 0), "renameat2": ("file", 0),
-    "symlink": ("file", 0), "symlinkat": ("file", 0), "chmod": ("file", 0), "fchmod": ("file", 0),
-    "fchmodat": ("file", 0), "access": ("file", 0), "mount": ("file", 0), "umount": ("file", 0),
-    "umount2": ("file", 0),
-    "copy_file_range": ("file", USES_FD | READS | WRITES),
-    "socket": ("net", CREATES_FD), "accept": ("net", CREATES_FD), "accept4": ("net", CREATES_FD),
-    "bind": ("net", USES_FD), "connect": ("net", USES_FD), "listen": ("net", USES_FD),
-    "shutdown": ("net", USES_FD), "setsockopt": ("net", USES_FD), "getsockopt": ("net", USES_FD),
-    "getsockname": ("net", 0), "getpeername": ("net", 0),
-    "socketpair": ("IPC", CREATES_FD), "pipe": ("IPC", CREATES_FD), "pipe2": ("IPC", CREATES_FD),
-    "eventfd": ("IPC", CREATES_FD), "eventfd2": ("IPC", CREATES_FD),
-    "inotify_init": ("IPC", CREATES_FD), "inotify_init1": ("IPC", CREATES_FD), "futex": ("IPC", 0),
-    "signalfd": ("signal", CREATES_FD), "signalfd4": ("signal", CREATES_FD), "kill": ("signal", 0),
-    "tkill": ("signal", 0), "tgkill": ("signal", 0),
-    "timerfd_create": ("time", CREATES_FD), "nanosleep": ("sleep", WAITS),
-    "epoll_wait": ("wait", WAITS), "poll": ("wait", WAITS), "ppoll": ("wait", WAITS),
-    "select": ("wait", WAITS),
-    "execve": ("process", 0), "execveat": ("process", 0), "clone": ("process", 0),
-    "clone3": ("process", 0), "fork": ("process", 0), "vfork": ("process", 0),
-    "procexit": ("process", 0), "ptrace": ("process", 0), "setns": ("process", USES_FD),
-    "unshare": ("process", 0), "setsid": ("process", 0), "setpgid": ("process", 0),
-    "chroot": ("process", 0), "getrlimit": ("process", 0), "setrlimit": ("process", 0),
-    "prlimit": ("process", 0), "semop": ("process", 0), "semctl": ("process", 0),
-    "semget": ("process", 0),
-    "setuid": ("user", 0), "setgid": ("user", 0), "setresuid": ("user", 0), "setresgid": ("user", 0),
-    "getuid": ("user", 0), "geteuid": ("user", 0), "getgid": ("user", 0), "getegid": ("user", 0),
-    "getresuid": ("user", 0), "getresgid": ("user", 0), "quotactl": ("user", 0),
-    "brk": ("memory", 0), "mmap": ("memory", 0), "mmap2": ("memory", 0), "munmap": ("memory", 0),
-    "mprotect": ("memory", 0), "mlock": ("memory", 0), "munlock": ("memory", 0),
-    "mlockall": ("memory", 0), "munlockall": ("memory", 0),
-    "bpf": ("other", CREATES_FD), "seccomp": ("other", 0), "io_uring_setup": ("other", CREATES_FD),
-    "io_uring_register": ("other", USES_FD),
-}
 _NO_INFO = ("", 0)
 
 # Falco's event sub-category for I/O events, by the type of the fd (sinsp_evt::get_category).
@@ -112,7 +45,7 @@ _MODE_BITS = {"S_IXUSR": 0o100, "S_IXGRP": 0o010, "S_IXOTH": 0o001}
 
 def event_info(ev: SyscallEvent) -> tuple[str, int]:
     """(category, flags) of the event's type; ("", 0) for a type the table does not know."""
-    return EVENT_INFO.get(ev.type, _NO_INFO)
+    return INFO.get(ev.type, _NO_INFO)
 
 
 def errno_name(res: int) -> str:
@@ -142,11 +75,9 @@ def arg_text(ev: SyscallEvent, name: str, value: Any) -> str | None:
                 return "AT_FDCWD"
             if value < 0:
                 return errno_name(value)
-            if name != "res" or EVENT_INFO.get(ev.type, _NO_INFO)[1] & CREATES_FD:
+            if name != "res" or INFO.get(ev.type, _NO_INFO)[1] & CREATES_FD:
                 fd = ev.proc.fds.get(value)
                 if fd is not None:
-                    from sensor.engine.fields.fd import typechar
-
                     return f"<{typechar(fd.type)}>{fd.name}"
             return str(value)
         if name in _UID_ARGS and ev.type in _UID_EVENTS:
@@ -255,7 +186,7 @@ def _type(ev: SyscallEvent, arg: str | None) -> str:
 
 
 def _category(ev: SyscallEvent, arg: str | None) -> str | None:
-    cat = EVENT_INFO.get(ev.type, _NO_INFO)[0]
+    cat = INFO.get(ev.type, _NO_INFO)[0]
     if not cat:
         return None
     if cat.startswith("io_"):
@@ -314,7 +245,7 @@ def _buffer(ev: SyscallEvent, arg: str | None) -> str | None:
 
 
 def _buflen(ev: SyscallEvent, arg: str | None) -> int | None:
-    if ev.fd is None or not ev.type or EVENT_INFO.get(ev.type, _NO_INFO)[0][:3] != "io_":
+    if ev.fd is None or not ev.type or INFO.get(ev.type, _NO_INFO)[0][:3] != "io_":
         return None
     res = ev.res
     return res if res is not None and res >= 0 else None
@@ -337,19 +268,19 @@ def _failed(ev: SyscallEvent, arg: str | None) -> bool | None:
 
 
 def _is_io(ev: SyscallEvent, arg: str | None) -> bool:
-    return bool(EVENT_INFO.get(ev.type, _NO_INFO)[1] & (READS | WRITES))
+    return bool(INFO.get(ev.type, _NO_INFO)[1] & (READS | WRITES))
 
 
 def _is_io_read(ev: SyscallEvent, arg: str | None) -> bool:
-    return bool(EVENT_INFO.get(ev.type, _NO_INFO)[1] & READS)
+    return bool(INFO.get(ev.type, _NO_INFO)[1] & READS)
 
 
 def _is_io_write(ev: SyscallEvent, arg: str | None) -> bool:
-    return bool(EVENT_INFO.get(ev.type, _NO_INFO)[1] & WRITES)
+    return bool(INFO.get(ev.type, _NO_INFO)[1] & WRITES)
 
 
 def _io_dir(ev: SyscallEvent, arg: str | None) -> str | None:
-    flags = EVENT_INFO.get(ev.type, _NO_INFO)[1]
+    flags = INFO.get(ev.type, _NO_INFO)[1]
     if flags & WRITES:
         return "write"
     if flags & READS:
@@ -358,12 +289,12 @@ def _io_dir(ev: SyscallEvent, arg: str | None) -> str | None:
 
 
 def _is_wait(ev: SyscallEvent, arg: str | None) -> bool:
-    return bool(EVENT_INFO.get(ev.type, _NO_INFO)[1] & WAITS)
+    return bool(INFO.get(ev.type, _NO_INFO)[1] & WAITS)
 
 
 def _is_syslog(ev: SyscallEvent, arg: str | None) -> bool:
     fd = ev.fd
-    return bool(EVENT_INFO.get(ev.type, _NO_INFO)[1] & WRITES) and fd is not None \
+    return bool(INFO.get(ev.type, _NO_INFO)[1] & WRITES) and fd is not None \
         and fd.name in ("/dev/log", "/var/run/syslog")
 
 

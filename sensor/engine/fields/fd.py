@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 
 from sensor.engine.fields.base import Field, FieldClass
-from sensor.engine.fields.evt import EVENT_INFO, FD_EVENT
 from sensor.event import Fd, SyscallEvent
+from sensor.syscalls import FD_EVENT, INFO
 
 TYPECHARS = {"file": "f", "directory": "d", "ipv4": "4", "ipv6": "6", "unix": "u", "pipe": "p",
              "event": "e", "signalfd": "s", "eventpoll": "l", "inotify": "i", "timerfd": "t",
@@ -44,7 +44,7 @@ def typechar(fd_type: str) -> str:
 
 
 def _is_fd_event(ev: SyscallEvent) -> bool:
-    return ev.fd is not None or bool(EVENT_INFO.get(ev.type, _NO_INFO)[1] & FD_EVENT)
+    return ev.fd is not None or bool(INFO.get(ev.type, _NO_INFO)[1] & FD_EVENT)
 
 
 def _creator_name(ev: SyscallEvent, raw: bool = False) -> str | None:
@@ -95,7 +95,7 @@ def _num(ev: SyscallEvent, arg: str | None) -> int | None:
     fd = ev.fd
     if fd is not None:
         return fd.num
-    return -1 if EVENT_INFO.get(ev.type, _NO_INFO)[1] & FD_EVENT else None
+    return -1 if INFO.get(ev.type, _NO_INFO)[1] & FD_EVENT else None
 
 
 def _type(ev: SyscallEvent, arg: str | None) -> str | None:
@@ -107,7 +107,7 @@ def _typechar(ev: SyscallEvent, arg: str | None) -> str | None:
     fd = ev.fd
     if fd is not None:
         return TYPECHARS.get(fd.type, "o")
-    if EVENT_INFO.get(ev.type, _NO_INFO)[1] & FD_EVENT:
+    if INFO.get(ev.type, _NO_INFO)[1] & FD_EVENT:
         return _CREATOR_TYPECHAR.get(ev.type, "o")
     return None
 

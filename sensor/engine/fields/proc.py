@@ -121,7 +121,9 @@ def _env(ev: SyscallEvent, arg: str | None) -> str | None:
 
 
 def _cwd(ev: SyscallEvent, arg: str | None) -> str:
-    return ev.proc.cwd
+    # Falco keeps a process's cwd with a trailing '/' (sinsp_threadinfo::set_cwd)
+    cwd = ev.proc.cwd
+    return cwd if cwd.endswith("/") else cwd + "/"
 
 
 def _tty(ev: SyscallEvent, arg: str | None) -> int:
@@ -355,7 +357,8 @@ CLASS = FieldClass("proc", "syscall",
     Field("proc.env", "CHARBUF",
           "Environment of the process as 'NAME=value' items separated by spaces; proc.env[NAME] is "
           "one variable's value (no value when it is not set).", _env, arg="key"),
-    Field("proc.cwd", "CHARBUF", "Current working directory of the process.", _cwd),
+    Field("proc.cwd", "CHARBUF", "Current working directory of the process, ending with '/' as Falco's does.",
+          _cwd),
     Field("proc.tty", "UINT32", "Controlling terminal of the process; 0 when it has none.", _tty),
     Field("proc.sid", "INT64", "Session id of the process.", _sid),
     Field("proc.sname", "CHARBUF",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sensor.engine.fields import user
+from sensor.capture import accounts
 from sensor.event import Container, Fd, Process, SyscallEvent
 
 T0 = 1_714_557_600_123_456_789          # 2024-05-01T10:00:00.123456789Z
@@ -152,7 +152,8 @@ def build(tmp: Path) -> World:
 
 def make_world(tmp: Path, monkeypatch: Any) -> World:
     """`build(tmp)`, with user/group lookups reading its files through a cache of the test's own."""
-    monkeypatch.setattr(user, "HOST_ETC", str(tmp / "etc"))
-    monkeypatch.setattr(user, "PROC_ROOT", str(tmp / "proc"))
-    monkeypatch.setattr(user, "_cache", {})
+    monkeypatch.setattr(accounts, "HOST_ETC", str(tmp / "etc"))
+    monkeypatch.setattr(accounts, "PROC_ROOT", str(tmp / "proc"))
+    monkeypatch.setattr(Process, "accounts", accounts.account)
+    monkeypatch.setattr(accounts, "_cache", {})
     return build(tmp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from syscall_world import T0, World, make_world
 
-from sensor.engine.fields import user
+from sensor.capture import accounts
 from sensor.event import Container, Process, SyscallEvent
 
 
@@ -82,7 +82,7 @@ def test_a_process_that_is_gone_is_named_through_its_parent_in_the_same_containe
     (etc / "passwd").write_text("intruder:x:33:33::/:/bin/sh\n")
     elsewhere = Process(pid=996, uid=0, container=Container(id="0123456789ab"))
     orphan = Process(pid=997, uid=33, container=world.sh.container, parent=elsewhere)
-    user.clear_cache()
+    accounts.clear_cache()
     assert _event(orphan).value("user.name") is None
 
 
@@ -91,13 +91,13 @@ def test_names_are_cached_per_container_and_id(world: World, tmp_path) -> None:
     assert ev.value("user.name") == "alice"
     (tmp_path / "etc" / "passwd").write_text("alicia:x:1000:1000::/home/alicia:/bin/sh\n")
     assert ev.value("user.name") == "alice"                   # from the cache
-    user.clear_cache()
+    accounts.clear_cache()
     assert ev.value("user.name") == "alicia"
 
 
 def test_the_cache_is_bounded(world: World, monkeypatch) -> None:
-    monkeypatch.setattr(user, "CACHE_SIZE", 8)
+    monkeypatch.setattr(accounts, "CACHE_SIZE", 8)
     for uid in range(50):
         _event(Process(pid=80, uid=uid)).value("user.name")
-    assert len(user._cache) == 8
+    assert len(accounts._cache) == 8
     assert _event(Process(pid=80, uid=0)).value("user.name") == "root"
