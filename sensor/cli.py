@@ -29,7 +29,8 @@ from sensor.commands import options
 from sensor.errors import FalconetError
 from sensor.status import Exit
 
-# name -> "module:attribute"; each module under sensor/commands/ is thin and owns one command.
+# name -> "module:attribute"; each module under sensor/commands/ is thin and owns one command, and is
+# imported only when its command runs (FalconetGroup.get_command): lazy on purpose, for start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sensor.commands.run:run", "Run the sensor: capture, match rules, send alerts (as `falconet [flags]`)."),
     "rules": ("sensor.commands.rules:rules", "Validate, list, describe and test rule files."),
@@ -186,6 +187,9 @@ def root(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...]
                                    f"{flag} ...`", ctx)
         return
     settings = options.settings(ctx)
+    # The command modules below are imported here on purpose, not at the top: each loads (with the
+    # engine, the runtime, ...) only for the flag that needs it, so `falconet --help` and
+    # `falconet --version` stay fast; the one lazy registry of the CLI, with COMMANDS above.
     from sensor.commands import info
 
     if validate:

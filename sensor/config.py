@@ -1,12 +1,15 @@
 """falconet.yaml: one schema, assembled from the keys each part declares next to its code.
 
-A part declares `CONFIG_KEYS = (Key("file_output.filename", str, "", "..."), ...)` in its own module
-and that module is named in `KEY_MODULES`. Keys follow Falco's falco.yaml where Falco has one.
+A part declares its keys (`Key("file_output.filename", str, "", "...")`, sensor/config_keys.py) in a
+light settings module of its own, beside the frozen settings dataclass it builds from a Config
+(sensor/settings.py lists them); `KEY_GROUPS` below puts them in order. This module imports those
+settings modules and nothing heavier. Keys follow Falco's falco.yaml where Falco has one.
 Loading checks every key against the schema and reports every problem of a file at once: an
 unknown key or a value of the wrong type is one line of a `ConfigError`, naming the key and the
 file line (or the `-o` override) that set it. Falco's own falco.yaml keys load too
 (sensor/config_falco.py): mapped to Falconet's where it has the equivalent, else a warning naming
-the key (`Config.warnings`). `Config.origin()` tells where any value was set, list items included.
+the key (`Config.warnings`). `Config.origin()` tells where any value was set: every key, every item
+of a list and every key inside a mapping value (`response.actions[0].match.rules[1]`).
 
 Overrides: `-o key=value` sets a dotted key (the value parsed as YAML), `-o 'key[]=value'` appends
 to a list, `-o 'key[N]=value'` replaces its item N (Falco's form), `-o 'group={a: 1}'` sets several
@@ -20,153 +23,42 @@ The bundled default file (sensor/falconet.yaml) is generated from the schema by 
 from __future__ import annotations
 
 import copy
-import importlib
+import difflib
 import os
 import re
 import textwrap
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sensor import config_falco
-from sensor.alert import CHOICES as PRIORITY_CHOICES
-from sensor.alert import Priority, resolve_hostname
+from sensor import config_falco, metrics_settings, webserver_settings
+from sensor import settings as core
+from sensor.alert import resolve_hostname
 from sensor.assets import asset_dir
+from sensor.config_keys import Key, Origins, parse_duration, parse_size
 from sensor.errors import ConfigError
+from sensor.outputs import settings as outputs_settings
+from sensor.response import settings as response_settings
+from sensor.sources import settings as sources_settings
+from sensor.sources.k8s_audit import settings as k8s_audit_settings
 
 DEFAULT_PATH = Path("/etc/falconet/falconet.yaml")
 BUNDLED_PATH = Path(__file__).resolve().parent / "falconet.yaml"
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    """One configuration key: dotted path, type, default and what it does.
-
-    `type` is one of str, int, float, bool, list, dict. A `dict` or `list` key is a leaf whose
-    contents its owner validates (e.g. `static_fields`, `response.actions`); `items` checks the
-    type of every element of a list. `choices` restricts a str key (matched in any case, kept in
-    the spelling declared); `nullable` allows an explicit null. `parse` turns a value into its
-    canonical form (a priority in any case into Falco's name) and `check` validates further (a
-    duration, a size): both raise ValueError with the reason.
-    """
-
-    path: str
-    type: type
-    default: Any
-    description: str
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
-    items: type | None = None
-    check: Callable[[Any], Any] | None = None
-    parse: Callable[[Any], Any] | None = None
-
-
-def priority_name(value: Any) -> str:
-    """A priority in any case (`debug`, `WARNING`, `info`) as Falco names it (sensor.alert.Priority)."""
-    return Priority.parse(value).label
-
-
-# ---------------------------------------------------------------------------------------------
-# Value formats shared by several keys: durations ("500ms", "15m", "1h30m") and sizes ("256MiB").
-# ---------------------------------------------------------------------------------------------
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
-               "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3, "t": 1024**4,
-               "tb": 1000**4, "tib": 1024**4}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds of a duration: a number (seconds) or text like `500ms`, `30s`, `15m`, `1h30m`, `1d`."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a duration like 30s, 15m or 1h, got {value!r}")
-    text = value.strip()
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        try:
-            return parse_duration(float(text))
-        except ValueError:
-            pass
-        raise ValueError(f"expected a duration like 500ms, 30s, 15m or 1h, got {value!r}")
-    return total
-
-
-def parse_size(value: Any) -> int:
-    """Bytes of a size: an integer (bytes) or text like `512KiB`, `256MiB`, `1GB`, `64M`."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"a size cannot be negative: {value}")
-        return value
-    m = _SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if m is None:
-        raise ValueError(f"expected a size like 64MiB or 1GB (or a number of bytes), got {value!r}")
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
-
-
-# The keys of the engine and the runtime; the engine cannot import this module, so they live here.
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("rules_files", list, ["${bundled}", "${bundled}/rules.d", "/etc/falconet/rules.d"],
-        "Rule files and directories, loaded in order (a directory: its *.yaml files, sorted). "
-        "${bundled} is the directory of the rules that ship with Falconet.", items=str),
-    Key("rules", list, [],
-        "Rule selection as in Falco: a list of {enable: {rule|tag: NAME}} / {disable: {...}} items, "
-        "applied in order; names may use * wildcards."),
-    Key("priority", str, "Debug", "Minimum priority of rules to load (Falco's `priority`, any case).",
-        choices=PRIORITY_CHOICES, parse=priority_name),
-    Key("rule_matching", str, "first",
-        "first: an event triggers at most one rule (the first in load order); all: every match.",
-        choices=("first", "all")),
-    Key("json_output", bool, False, "Print alerts as JSON objects (one per line)."),
-    Key("json_include_output_property", bool, True, "Include `output` in JSON alerts."),
-    Key("json_include_tags_property", bool, True, "Include `tags` in JSON alerts."),
-    Key("json_include_output_fields_property", bool, True, "Include `output_fields` in JSON alerts."),
-    Key("json_include_message_property", bool, False,
-        "Include `message` (the output without the time and priority prefix) in JSON alerts."),
-    Key("time_format_iso_8601", bool, False,
-        "Text alerts start with an ISO 8601 UTC time instead of the local time."),
-    Key("append_output", list, [],
-        "Extra output text or fields appended to matching rules' output: items "
-        "{match: {source, tags, rule}, extra_output: TEXT, extra_fields: [FIELD | {NAME: FIELD}]}."),
-    Key("static_fields", dict, {}, "Constant fields added to every alert's output_fields."),
-    Key("hostname", str, "", "Hostname written in alerts; empty: FALCONET_HOSTNAME, else the host's name."),
-    Key("state_dir", str, "/var/lib/falconet",
-        "Spools, audit-log positions and generated certificates live here."),
-    Key("log_level", str, "info", "The sensor's own log level (Falco's levels).",
-        choices=("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")),
-    Key("syscall.enabled", bool, True, "Capture syscalls with eBPF."),
-)
-
-# Modules that declare CONFIG_KEYS (next to the code that reads them), in the order the bundled
-# falconet.yaml lists their keys.
-KEY_MODULES: tuple[str, ...] = (
-    "sensor.config",
-    "sensor.runtime",
-    "sensor.outputs",
-    "sensor.outputs.stdout",
-    "sensor.outputs.file",
-    "sensor.outputs.program",
-    "sensor.outputs.http",
-    "sensor.outputs.syslog",
-    "sensor.outputs.fluent",
-    "sensor.sources.syscall",
-    "sensor.sources.k8s_audit",
-    "sensor.response",
-    "sensor.webserver",
-    "sensor.metrics",
+# Every declared key, in the order the bundled falconet.yaml lists them: each part declares its keys
+# in a light settings module of its own, next to the typed settings it builds from them.
+KEY_GROUPS: tuple[tuple[Key, ...], ...] = (
+    core.CONFIG_KEYS,
+    metrics_settings.EVENT_DROP_KEYS,
+    *outputs_settings.KEY_GROUPS,
+    sources_settings.SYSCALL_KEYS,
+    k8s_audit_settings.CONFIG_KEYS,
+    response_settings.CONFIG_KEYS,
+    webserver_settings.CONFIG_KEYS,
+    metrics_settings.METRICS_KEYS,
 )
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -177,11 +69,10 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 def schema() -> dict[str, Key]:
     """Every declared key by dotted path, in declaration order."""
     keys: dict[str, Key] = {}
-    for mod_name in KEY_MODULES:
-        mod = importlib.import_module(mod_name)
-        for key in getattr(mod, "CONFIG_KEYS", ()):
+    for group in KEY_GROUPS:
+        for key in group:
             if key.path in keys:
-                raise RuntimeError(f"configuration key {key.path} declared twice ({mod_name})")
+                raise RuntimeError(f"configuration key {key.path} declared twice")
             keys[key.path] = key
     return keys
 
@@ -196,19 +87,22 @@ def defaults(keys: dict[str, Key] | None = None) -> dict[str, Any]:
 
 class Config:
     """The effective configuration: nested values, where each value was set, and the warnings that
-    loading it gave (Falco keys Falconet does not use).
+    loading it gave (Falco keys Falconet does not use). Parts do not read it: each builds its typed
+    settings from it once (sensor/settings.py).
 
-    `origins` maps a dotted path to `file:line`, `-o key=value` or `default`: every key, every item
-    of a list (`rules_files[1]`) and every key inside a mapping value (`response.actions[0].match`).
+    `origins` knows, by dotted path, where every value was set (`file:line`, `-o key=value` or
+    `default`): every key, every item of a list (`rules_files[1]`) and every key inside a mapping
+    value (`response.actions[0].match`).
     """
 
     def __init__(self, values: dict[str, Any], origins: dict[str, str], path: str | None,
                  overrides: tuple[str, ...] = (), warnings: list[str] | None = None) -> None:
         self.values = values
-        self.origins = origins
+        self.origins = Origins(origins)
         self.path = path
         self.overrides = tuple(overrides)
         self.warnings = list(warnings or [])
+        self._hostname: str | None = None
 
     def get(self, dotted: str, default: Any = None) -> Any:
         """The value of a key (or of a group, as a dict); `default` when it is not set."""
@@ -230,14 +124,7 @@ class Config:
         """Where a value was set: `file:line`, `-o key=value`, or `default`. A path inside a value
         (`response.actions[0].match.rules[1]`) that was not recorded answers with its nearest
         recorded parent."""
-        path = dotted
-        while path:
-            hit = self.origins.get(path)
-            if hit is not None:
-                return hit
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return "default"
+        return self.origins(dotted)
 
     def duration(self, dotted: str) -> float:
         """A duration key in seconds (the value was checked when the file was loaded)."""
@@ -253,8 +140,11 @@ class Config:
         return [Path(p.replace("${bundled}", bundled)) for p in self.get("rules_files", [])]
 
     def hostname(self) -> str:
-        """The hostname alerts carry: `hostname`, else $FALCONET_HOSTNAME, else the host's name."""
-        return resolve_hostname(self.get("hostname") or "")
+        """The hostname alerts carry: `hostname`, else $FALCONET_HOSTNAME, else the host's name;
+        decided once per loaded configuration."""
+        if self._hostname is None:
+            self._hostname = resolve_hostname(self.get("hostname") or "")
+        return self._hostname
 
     def state_path(self, *parts: str) -> Path:
         """A path under `state_dir`."""
@@ -340,12 +230,12 @@ class _Loader:
             return
         if node is None:
             return
-        where = _Where(fname=str(cfg_path))
+        located = _Where(fname=str(cfg_path))
         if not isinstance(node, yaml.MappingNode):
-            self.problems.append(f"{where(node)}: the file must be a mapping of keys to values")
+            self.problems.append(f"{located(node)}: the file must be a mapping of keys to values")
             return
         self._begin()
-        self._mapping(node, [], where)
+        self._mapping(node, [], located)
         self._end()
 
     def override(self, item: str) -> None:
@@ -489,16 +379,23 @@ class _Loader:
         return True
 
     def _record(self, path: str, vnode: yaml.Node, where: _Where) -> None:
-        """The position of every item and key inside a value."""
+        """The position of every item and key inside a value (those of the value it replaced are
+        forgotten, so that no path answers with a line that no longer holds it)."""
+        inside = (path + ".", path + "[")
+        for stale in [p for p in self.origins if p.startswith(inside)]:
+            del self.origins[stale]
+        self._record_inside(path, vnode, where)
+
+    def _record_inside(self, path: str, vnode: yaml.Node, where: _Where) -> None:
         if isinstance(vnode, yaml.SequenceNode):
             for i, item in enumerate(vnode.value):
                 self.origins[f"{path}[{i}]"] = where(item)
-                self._record(f"{path}[{i}]", item, where)
+                self._record_inside(f"{path}[{i}]", item, where)
         elif isinstance(vnode, yaml.MappingNode):
             for k, v in vnode.value:
                 sub = f"{path}.{k.value}"
                 self.origins[sub] = where(k)
-                self._record(sub, v, where)
+                self._record_inside(sub, v, where)
 
     # -- helping the user ------------------------------------------------------------------------
 
@@ -523,8 +420,6 @@ SUGGEST_CUTOFF = 0.8
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The known name `name` is most likely a typo of, or None when none is alike enough."""
-    import difflib
-
     pool = sorted(set(candidates))
     close = difflib.get_close_matches(name, pool, n=1, cutoff=SUGGEST_CUTOFF)
     if close:
@@ -675,11 +570,12 @@ def _set(d: dict[str, Any], parts: list[str], value: Any) -> None:
 
 
 def _get(d: dict[str, Any], parts: list[str]) -> Any:
+    node: Any = d
     for p in parts:
-        if not isinstance(d, dict):
+        if not isinstance(node, dict):
             return None
-        d = d.get(p)
-    return d
+        node = node.get(p)
+    return node
 
 
 # ---------------------------------------------------------------------------------------------

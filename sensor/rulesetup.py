@@ -1,4 +1,4 @@
-"""The configured rules: LoadOptions from falconet.yaml and CLI flags, then load_rules().
+"""The configured rules: LoadOptions from RuleSettings and CLI flags, then load_rules().
 
 `run`, `replay` and `rules` all load rules this way, so rule selection (`rules:`, `-D/-T/-t`,
 `priority`, `append_output`) means the same everywhere. A selector that selects nothing (`-t
@@ -11,45 +11,45 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from sensor.config import Config
+from sensor.alert import Priority
 from sensor.engine.loader import LoadOptions, load_rules
 from sensor.engine.ruleset import Ruleset
 from sensor.errors import ConfigError
+from sensor.settings import RuleSettings
 
 
-def rule_paths(cfg: Config, override: Sequence[str] = ()) -> list[Path]:
+def rule_paths(rules: RuleSettings, override: Sequence[str] = ()) -> list[Path]:
     """`-r` paths when given, else `rules_files` from the config. A configured directory that does not
     exist (the default /etc/falconet/rules.d on a fresh host) is skipped; a missing file is an error."""
     if override:
         return [Path(p) for p in override]
     out = []
-    for p in cfg.rules_files():
+    for p in rules.files:
         if not p.exists() and p.suffix not in (".yaml", ".yml"):
             continue
         out.append(p)
     return out
 
 
-def load_options(cfg: Config, *, disable: Sequence[str] = (), disable_tags: Sequence[str] = (),
+def load_options(rules: RuleSettings, *, disable: Sequence[str] = (), disable_tags: Sequence[str] = (),
                  enable_tags: Sequence[str] = ()) -> LoadOptions:
     return LoadOptions(
-        rule_matching=cfg.get("rule_matching", "first"),
-        min_priority=cfg.get("priority", "Debug"),
-        selection=list(cfg.get("rules", []) or []),
+        rule_matching=rules.rule_matching,
+        min_priority=rules.min_priority.label,
+        selection=[dict(item) for item in rules.selection],
         disable_rules=list(disable),
         disable_tags=list(disable_tags),
         enable_tags=list(enable_tags),
-        append_output=list(cfg.get("append_output", []) or []),
-        hostname=cfg.hostname(),
+        append_output=[dict(item) for item in rules.append_output],
+        hostname=rules.hostname,
     )
 
 
-def load_configured(cfg: Config, rules_files: Sequence[str] = (), **selection: Any) -> Ruleset:
-    """Load the rules the configuration names (or `rules_files`), with its selection applied.
+def load_configured(rules: RuleSettings, rules_files: Sequence[str] = (), **selection: Sequence[str]) -> Ruleset:
+    """Load the rules the settings name (or `rules_files`), with their selection applied.
     Raises RulesLoadError, or ConfigError for a -D/-T/-t that selects no rule."""
-    ruleset = load_rules(rule_paths(cfg, rules_files), load_options(cfg, **selection))
+    ruleset = load_rules(rule_paths(rules, rules_files), load_options(rules, **selection))
     check_selectors(ruleset, **selection)
     return ruleset
 
@@ -62,7 +62,7 @@ def _name_matches(pattern: str, name: str) -> bool:
 def check_selectors(ruleset: Ruleset, *, disable: Sequence[str] = (), disable_tags: Sequence[str] = (),
                     enable_tags: Sequence[str] = ()) -> None:
     """ConfigError naming every -D, -T and -t that matches no loaded rule (a typo selects nothing)."""
-    rules = list(getattr(ruleset, "all_rules", ruleset.rules))
+    rules = ruleset.all_rules
     tags = sorted({t for r in rules for t in r.tags})
     known = f"the loaded rules' tags: {', '.join(tags[:30])}{' ...' if len(tags) > 30 else ''}" if tags \
         else "no loaded rule has tags"
@@ -74,33 +74,25 @@ def check_selectors(ruleset: Ruleset, *, disable: Sequence[str] = (), disable_ta
         raise ConfigError("\n".join(problems))
 
 
-def enabled_sources(cfg: Config) -> list[str]:
-    """The event sources the configuration turns on."""
-    out = []
-    if cfg.get("syscall.enabled"):
-        out.append("syscall")
-    if cfg.get("k8s_audit.webhook.enabled") or cfg.get("k8s_audit.files"):
-        out.append("k8s_audit")
-    return out
-
-
-def check_sources(cfg: Config, ruleset: Ruleset, selectors: Sequence[str] = ()) -> None:
-    """ConfigError when an enabled source has no enabled rule, naming what left it without."""
+def check_sources(rules: RuleSettings, sources: Sequence[str], ruleset: Ruleset,
+                  selectors: Sequence[str] = ()) -> None:
+    """ConfigError when an enabled event source (of `sources`) has no enabled rule, naming what
+    left it without."""
     problems = []
-    for source in enabled_sources(cfg):
+    for source in sources:
         if any(r.source == source for r in ruleset.rules):
             continue
-        loaded = sum(r.source == source for r in getattr(ruleset, "all_rules", ruleset.rules))
+        loaded = sum(r.source == source for r in ruleset.all_rules)
         fix = (f"select some of its rules, or turn the source off (--disable-source {source})")
         if not loaded:
             problems.append(f"the {source} source is enabled but no loaded rule file has a {source} rule; "
                             f"load rules for it, or turn the source off (--disable-source {source})")
             continue
         used = list(selectors)
-        if cfg.get("rules"):
-            used.append(f"rules: ({cfg.origin('rules')})")
-        if cfg.get("priority", "Debug") != "Debug":
-            used.append(f"priority: {cfg.get('priority')} ({cfg.origin('priority')})")
+        if rules.selection:
+            used.append(f"rules: ({rules.origins('rules')})")
+        if rules.min_priority != Priority.DEBUG:
+            used.append(f"priority: {rules.min_priority} ({rules.origins('priority')})")
         by = " and ".join(used) if used else "the rules' own enabled: false"
         problems.append(f"the {source} source is enabled but {by} leave(s) none of its {loaded} rules "
                         f"enabled; {fix}")

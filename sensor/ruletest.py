@@ -42,6 +42,7 @@ from sensor.engine.explain import RuleExplainer
 from sensor.engine.loader import RulesLoadError, load_rules
 from sensor.errors import FalconetError
 from sensor.rulesetup import load_options
+from sensor.settings import RuleSettings
 
 FILE_KEYS = frozenset({"rules", "options", "tests"})
 CASE_KEYS = frozenset({"name", "rules", "overrides", "options", "events", "events_file", "must_fire",
@@ -221,7 +222,7 @@ class Runner:
             paths.append(tmp)
         try:
             cfg = config_mod.load(self.config_path, [*self.overrides, *case.options])
-            return load_rules(paths, load_options(cfg))
+            return load_rules(paths, load_options(RuleSettings.from_config(cfg)))
         except RulesLoadError as e:
             text = "; ".join(str(d) for d in e.errors[:5])
             if tmp is not None:

@@ -5,13 +5,14 @@ ruleset and hands the alerts to a sink, which never blocks it (sensor/outputs/ q
 `replay` uses it alone. `Sensor` is everything `falconet run` starts around it: configuration and
 rules (`prepare`, also the dry run), sources, outputs, response, the webserver and internal
 alerts; on SIGHUP it prepares the new configuration and rules as a dry run and swaps them in, or
-keeps running on the old ones and says why in a Critical internal alert.
+keeps running on the old ones and says why in a Critical internal alert. It keeps only the
+wiring: each part is built from its typed settings (sensor/settings.py), a reload rebuilds a part
+exactly when its settings differ, and what the sensor reports about itself is sensor/metrics.py's.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import signal
@@ -19,25 +20,30 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
-from sensor.alert import NAMES as PRIORITY_NAMES
+from sensor import ENGINE_VERSION, __version__
 from sensor.alert import Alert, Priority
-from sensor.config import Config, Key, parse_duration, priority_name
-from sensor.sources import Source
+from sensor.config import Config
+from sensor.config import load as load_config
+from sensor.engine.ruleset import Ruleset
+from sensor.errors import ConfigError, UnavailableError
+from sensor.metrics import Lifecycle, Reports, SensorCollector, Snapshot, SourceStats, take_snapshot
+from sensor.outputs import fluentlog
+from sensor.outputs.build import Serializer, build_outputs, describe_outputs
+from sensor.outputs.dispatch import Outputs
+from sensor.outputs.internal import RELOAD_FAILED, RELOADED, internal_alert
+from sensor.response.build import build_response, describe_response
+from sensor.response.worker import ResponseWorker
+from sensor.rulesetup import check_sources, load_configured
+from sensor.settings import SensorSettings
+from sensor.sources import Source, syscall
+from sensor.sources.k8s_audit.build import build_sources as k8s_audit_sources
+from sensor.sources.settings import SourceSettings
+from sensor.webserver import WebServer
+from sensor.webserver_settings import WebServerSettings
 
 log = logging.getLogger("falconet")
-
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("event_drops.alerts", bool, True,
-        "Emit \"Falconet internal: <source> event drop\" alerts when a source loses events "
-        "(kernel ring buffer full, webhook queue full)."),
-    Key("event_drops.interval", str, "60s",
-        "At most one event-drop alert per source per interval, carrying the drops since the last one.",
-        check=parse_duration),
-    Key("event_drops.priority", str, "Critical", "Priority of event-drop alerts (any case).",
-        choices=PRIORITY_NAMES, parse=priority_name),
-)
 
 TICK = 1.0          # seconds between housekeeping passes of the engine loop
 
@@ -49,15 +55,15 @@ class Summary:
     events: int = 0
     alerts: int = 0
     seconds: float = 0.0
-    by_source: dict[str, dict[str, int]] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
+    by_source: dict[str, SourceStats] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)             # Outputs.stats()
     reloads: int = 0
     reload_failures: int = 0
-    matches: dict[tuple[str, Any, str], int] = field(default_factory=dict)   # (rule, priority, source)
+    matches: dict[tuple[str, Priority, str], int] = field(default_factory=dict)   # (rule, priority, source)
 
     @property
     def source_drops(self) -> int:
-        return sum(int(s.get("drops", 0)) for s in self.by_source.values())
+        return sum(s.drops for s in self.by_source.values())
 
     @property
     def output_drops(self) -> int:
@@ -75,8 +81,7 @@ class Summary:
         """What `falco -v` prints at exit: the alerts, by priority (most severe first) and by rule."""
         by_priority: dict[Priority, int] = {}
         by_rule: dict[str, int] = {}
-        for (rule, priority, _source), n in self.matches.items():
-            p = Priority.parse(priority)
+        for (rule, p, _source), n in self.matches.items():
             by_priority[p] = by_priority.get(p, 0) + n
             by_rule[rule] = by_rule.get(rule, 0) + n
         lines = [f"Events detected: {sum(by_rule.values())}", "Rule counts by severity:"]
@@ -89,7 +94,7 @@ class Summary:
 class Runtime:
     """Drives sources through a ruleset into a sink of alerts until stopped."""
 
-    def __init__(self, ruleset: Any, sources: Sequence[Source], sink: Callable[[Alert], None], *,
+    def __init__(self, ruleset: Ruleset, sources: Sequence[Source], sink: Callable[[Alert], None], *,
                  on_tick: Callable[[], None] | None = None,
                  on_reload: Callable[[], None] | None = None) -> None:
         self.ruleset = ruleset
@@ -101,7 +106,7 @@ class Runtime:
         self.alerts = 0
         self._counts: dict[str, dict[str, int]] = {}      # source -> evt.type -> events
         self.heartbeat = time.monotonic()
-        self._retired_matches: dict[tuple[str, str, str], int] = {}
+        self._retired_matches: dict[tuple[str, Priority, str], int] = {}
         self._retired_sources: dict[str, dict[str, int]] = {}
         self._stop = threading.Event()
         self._running = False
@@ -129,7 +134,7 @@ class Runtime:
 
     # -- swapping (engine thread only) -------------------------------------------------------------
 
-    def swap(self, ruleset: Any = None, sources: Sequence[Source] | None = None,
+    def swap(self, ruleset: Ruleset | None = None, sources: Sequence[Source] | None = None,
              sink: Callable[[Alert], None] | None = None) -> None:
         """Replace the ruleset, the sources (the old ones are stopped, the new started) or the sink."""
         if ruleset is not None and ruleset is not self.ruleset:
@@ -156,32 +161,28 @@ class Runtime:
             if isinstance(v, int) and not isinstance(v, bool):
                 merged[k] = merged.get(k, 0) + v
 
-    def source_stats(self) -> dict[str, dict[str, Any]]:
+    def source_stats(self) -> list[SourceStats]:
         """Each source's counters since the start: those of sources a reload replaced are added in,
-        so counters never go back. `source` is the event source the counters are about."""
-        out: dict[str, dict[str, Any]] = {name: dict(st) for name, st in self._retired_sources.items()}
+        so counters never go back."""
+        counters: dict[str, dict[str, Any]] = {name: dict(st) for name, st in self._retired_sources.items()}
+        kinds: dict[str, str] = {}
         for s in self.sources:
-            merged = out.setdefault(s.name, {})
+            merged = counters.setdefault(s.name, {})
             for k, v in s.stats().items():
                 merged[k] = merged.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
-            merged["source"] = getattr(s, "source", None) or _event_source(s.name)
-        for name, st in out.items():
-            st.setdefault("source", _event_source(name))
-        return out
+            kinds[s.name] = getattr(s, "source", None) or _event_source(s.name)
+        return [SourceStats.of(name, kinds.get(name) or _event_source(name), c) for name, c in counters.items()]
 
     @staticmethod
-    def rule_matches(ruleset: Any) -> dict[tuple[str, str, str], int]:
-        counts = getattr(ruleset, "match_counts", None)
-        if counts is None:
-            return {}
-        out: dict[tuple[str, str, str], int] = {}
-        for r, n in zip(ruleset.rules, counts, strict=False):
+    def rule_matches(ruleset: Ruleset) -> dict[tuple[str, Priority, str], int]:
+        out: dict[tuple[str, Priority, str], int] = {}
+        for r, n in zip(ruleset.rules, ruleset.match_counts, strict=False):
             if n:
                 k = (r.name, r.priority, r.source)
                 out[k] = out.get(k, 0) + n
         return out
 
-    def matches(self) -> dict[tuple[str, str, str], int]:
+    def matches(self) -> dict[tuple[str, Priority, str], int]:
         """Alerts per (rule, priority, source) since the start, across reloads."""
         out = dict(self._retired_matches)
         for k, n in self.rule_matches(self.ruleset).items():
@@ -230,7 +231,7 @@ class Runtime:
                 except Exception:
                     log.exception("stopping source %s failed", getattr(s, "name", s))
         return Summary(events=self.events, alerts=self.alerts, seconds=time.monotonic() - started,
-                       by_source=self.source_stats(), matches=self.matches())
+                       by_source={st.name: st for st in self.source_stats()}, matches=self.matches())
 
     @staticmethod
     def _start(source: Source) -> None:
@@ -255,7 +256,8 @@ class Runtime:
             process = functools.partial(_observed, process, self.observe, self.ruleset)
         sink = self.sink
         counts = self._counts
-        current = by_type = None
+        current: str | None = None
+        by_type: dict[str, int] = {}
         for ev in events:
             # Counting by type keyed on the (hash-cached) type string alone costs a third of a
             # (source, type) tuple key; the source rarely changes within a batch.
@@ -263,7 +265,7 @@ class Runtime:
                 current = ev.source
                 by_type = counts.setdefault(current, {})
             t = ev.type
-            by_type[t] = by_type.get(t, 0) + 1           # type: ignore[index]
+            by_type[t] = by_type.get(t, 0) + 1
             for alert in process(ev):
                 self.alerts += 1
                 sink(alert)
@@ -302,58 +304,51 @@ class Plan:
     """A validated configuration and its rules, not started: what a dry run prints and a reload swaps."""
 
     cfg: Config
-    ruleset: Any
+    settings: SensorSettings
+    ruleset: Ruleset
     rule_files: list[str]
     outputs: list[str]
 
     def describe(self) -> list[str]:
         enabled = len(self.ruleset.rules)
-        total = len(getattr(self.ruleset, "all_rules", self.ruleset.rules))
+        total = len(self.ruleset.all_rules)
         lines = [f"Configuration: {self.cfg.path or 'defaults'}"
                  + (f" (with {len(self.cfg.overrides)} -o overrides)" if self.cfg.overrides else "")]
         lines += [f"Rules file: {f}" for f in self.rule_files]
         lines.append(f"Rules: {enabled} enabled of {total} loaded, sources "
                      f"{', '.join(sorted({r.source for r in self.ruleset.rules})) or 'none'}")
-        for d in getattr(self.ruleset, "warnings", [])[:20]:
+        for d in self.ruleset.warnings[:20]:
             lines.append(f"Warning: {d}")
-        lines.append("Sources: " + (", ".join(planned_sources(self.cfg)) or "none"))
-        lines.append(f"Buffered outputs: {str(bool(self.cfg.get('buffered_outputs'))).lower()} "
+        lines.append("Sources: " + (", ".join(self.settings.sources.planned()) or "none"))
+        lines.append(f"Buffered outputs: {str(self.settings.outputs.buffered).lower()} "
                      f"({self.cfg.origin('buffered_outputs')})")
-        if self.cfg.get("syscall.enabled"):
-            from sensor.sources import syscall
-
-            lines += syscall.describe(self.cfg, self.ruleset)
+        if self.settings.sources.syscall.enabled:
+            lines += syscall.describe(self.settings.sources.syscall, self.ruleset)
         lines += [f"Output {line}" for line in self.outputs] or ["Outputs: none"]
-        from sensor import response
-
-        lines += response.describe(self.cfg, self.ruleset)   # checks the actions as `run` would build them
+        # Checks the actions as `run` would build them.
+        lines += describe_response(self.settings.response, self.ruleset)
         return lines
 
 
-def prepare(options: RunOptions, serializer: Any = None) -> Plan:
+def prepare(options: RunOptions, serializer: Serializer | None = None) -> Plan:
     """Load and check configuration, rules and outputs without starting anything.
 
     Raises ConfigError, RulesLoadError or UnavailableError.
     """
-    from sensor import config as config_mod
-    from sensor import outputs
-    from sensor.rulesetup import check_sources, load_configured
-
-    cfg = config_mod.load(options.config_path, options.all_overrides())
-    ruleset = load_configured(cfg, list(options.rules_files), disable=list(options.disable),
+    cfg = load_config(options.config_path, options.all_overrides())
+    settings = SensorSettings.from_config(cfg)
+    ruleset = load_configured(settings.rules, list(options.rules_files), disable=list(options.disable),
                               disable_tags=list(options.disable_tags), enable_tags=list(options.enable_tags))
     if options.require_source:
-        check_sources(cfg, ruleset, [*(f"-D {d}" for d in options.disable),
-                                     *(f"-T {t}" for t in options.disable_tags),
-                                     *(f"-t {t}" for t in options.enable_tags)])
-    return Plan(cfg, ruleset, list(getattr(ruleset, "files", [])), outputs.validate(cfg, serializer))
+        check_sources(settings.rules, settings.sources.enabled(), ruleset,
+                      [*(f"-D {d}" for d in options.disable), *(f"-T {t}" for t in options.disable_tags),
+                       *(f"-t {t}" for t in options.enable_tags)])
+    return Plan(cfg, settings, ruleset, list(ruleset.files), describe_outputs(settings.outputs, serializer))
 
 
 def announce(plan: Plan, verbose: bool = False) -> None:
     """What Falco says at start-up: the version, the configuration file, the system, the rule
     files loaded (with their rule counts)."""
-    from sensor import ENGINE_VERSION, __version__
-
     u = os.uname()
     log.info("Falconet version: %s (%s), engine %s", __version__, u.machine, ENGINE_VERSION)
     log.info("Falconet initialized with configuration file: %s%s", plan.cfg.path or "none (defaults)",
@@ -364,57 +359,35 @@ def announce(plan: Plan, verbose: bool = False) -> None:
     rs = plan.ruleset
     loaded: dict[str, int] = {}
     enabled: dict[str, int] = {}
-    for r in getattr(rs, "all_rules", rs.rules):
-        f = r.item.loc.name if hasattr(r, "item") else "?"
+    for r in rs.all_rules:
+        f = r.item.loc.name
         loaded[f] = loaded.get(f, 0) + 1
         enabled[f] = enabled.get(f, 0) + int(r.enabled)
     log.info("Loading rules from:")
     for f in plan.rule_files:
         log.info("   %s | %d rules, %d enabled", f, loaded.get(f, 0), enabled.get(f, 0))
-    warnings = getattr(rs, "warnings", [])
+    warnings = rs.warnings
     if warnings:
         log.info("%d rule warnings%s", len(warnings), "" if verbose else " (-v prints them; "
                  "`falconet -V FILE` explains each)")
         if verbose:
             for d in warnings:
                 log.warning("%s", d)
-    log.info("%d rules enabled of %d loaded", len(rs.rules), len(getattr(rs, "all_rules", rs.rules)))
+    log.info("%d rules enabled of %d loaded", len(rs.rules), len(rs.all_rules))
 
 
-def planned_sources(cfg: Config) -> list[str]:
-    out = []
-    if cfg.get("syscall.enabled"):
-        out.append("syscall (eBPF)")
-    if cfg.get("k8s_audit.webhook.enabled"):
-        out.append(f"k8s_audit webhook on {cfg.get('k8s_audit.webhook.listen')}")
-    for f in cfg.get("k8s_audit.files") or []:
-        out.append(f"k8s_audit file {f}")
-    return out
+SourceFactory = Callable[[SourceSettings, Ruleset], list[Source]]
 
 
-SourceFactory = Callable[[Config, Any], list[Source]]
-
-
-def configured_sources(cfg: Config, ruleset: Any) -> list[Source]:
-    """The sources the configuration enables: syscall capture, Kubernetes audit webhook and files."""
-    from sensor.errors import ConfigError, UnavailableError
-
+def configured_sources(settings: SourceSettings, ruleset: Ruleset) -> list[Source]:
+    """The sources the settings enable: syscall capture, Kubernetes audit webhook and files."""
     sources: list[Source] = []
-    if cfg.get("syscall.enabled"):
-        try:
-            from sensor.sources.syscall import SyscallSource, preflight
-        except ImportError as e:
-            raise UnavailableError(f"the syscall source is not available in this build ({e}); run with "
-                                   f"-o syscall.enabled=false to use other sources") from e
-        why = preflight()
+    if settings.syscall.enabled:
+        why = syscall.preflight()
         if why:
             raise UnavailableError(why)
-        sources.append(SyscallSource(cfg, ruleset))
-    from sensor.sources import k8s_audit
-
-    make = getattr(k8s_audit, "make_sources", None)
-    if make is not None:
-        sources.extend(make(cfg))
+        sources.append(syscall.SyscallSource(settings.syscall, ruleset))
+    sources += k8s_audit_sources(settings.k8s_audit)
     if not sources:
         raise ConfigError("no event source is enabled: syscall.enabled is false and no k8s_audit source "
                           "is configured", hint="set syscall.enabled=true, k8s_audit.webhook.enabled=true "
@@ -422,94 +395,67 @@ def configured_sources(cfg: Config, ruleset: Any) -> list[Source]:
     return sources
 
 
-_SOURCE_KEYS = ("syscall", "k8s_audit")
-_RESPONSE_KEYS = ("response",)
-_WEBSERVER_KEYS = ("webserver", "metrics")
-
-
-def _section(cfg: Config, names: Sequence[str]) -> str:
-    return json.dumps({k: v for k, v in cfg.values.items() if k in names}, sort_keys=True, default=str)
-
-
-def _outputs_section(cfg: Config) -> str:
-    # Everything the outputs read: the channels, the queue, flood control, rendering, hostname.
-    keep = {k: v for k, v in cfg.values.items()
-            if k.endswith("_output") or k.startswith(("outputs_queue", "flood_control", "json_"))
-            or k in ("buffered_outputs", "time_format_iso_8601", "hostname", "state_dir", "static_fields")}
-    return json.dumps(keep, sort_keys=True, default=str)
-
-
 class Sensor:
     """Everything `falconet run` runs; `run()` blocks until SIGINT/SIGTERM or the duration ends."""
 
     def __init__(self, options: RunOptions, *, make_sources: SourceFactory = configured_sources,
-                 stdout: Any = None, serializer: Any = None) -> None:
+                 stdout: BinaryIO | None = None, serializer: Serializer | None = None) -> None:
         self.options = options
         self.make_sources = make_sources
         self.stdout = stdout
         self.serializer = serializer
         self.plan: Plan | None = None
-        self.outputs: Any = None
-        self.response: Any = None
-        self.webserver: Any = None
+        self.outputs: Outputs | None = None
+        self.response: ResponseWorker | None = None
+        self.webserver: WebServer | None = None
         self.runtime: Runtime | None = None
+        self.reports: Reports | None = None
         self.start_ns = time.time_ns()
         self.reload_ns = self.start_ns
         self.reloads = 0
         self.reload_failures = 0
         self.hostname = ""
-        self.log_handler: Any = None
-        self._drops_reported: dict[str, int] = {}
-        self._drops_last_alert: dict[str, float] = {}
-        self._next_metrics = 0.0
+        self.log_handler: fluentlog.FluentLogHandler | None = None
 
     # -- building ----------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Prepare and build everything; sources start when `run` begins."""
-        from sensor import outputs as outputs_mod
-
         plan = self.plan = prepare(self.options, self.serializer)
-        cfg = plan.cfg
-        self.hostname = cfg.hostname()
-        sources = self.make_sources(cfg, plan.ruleset)     # fails first when capture cannot run here
+        settings = plan.settings
+        self.hostname = settings.hostname
+        sources = self.make_sources(settings.sources, plan.ruleset)   # fails first when capture cannot run here
         announce(plan, self.options.verbose)
-        self.outputs = outputs_mod.build(cfg, stdout=self.stdout, serializer=self.serializer)
+        self.outputs = build_outputs(settings.outputs, stdout=self.stdout, serializer=self.serializer)
         try:
-            from sensor.outputs import fluentlog
-
-            self.log_handler = fluentlog.attach(cfg, self.hostname)
-            self.response = self._build_response(cfg, plan.ruleset)
-            self.webserver = self._build_webserver(cfg)
+            self.log_handler = fluentlog.attach(settings.outputs.fluent, self.hostname)
+            self.response = build_response(settings.response, self.submit, plan.ruleset)
+            self.webserver = self._build_webserver(settings.webserver)
         except BaseException:
             self.close()
             raise
         log.info("Enabled event sources: %s", ", ".join(sorted({_event_source(s.name) for s in sources})))
         self.runtime = Runtime(plan.ruleset, sources, self.sink, on_tick=self.tick, on_reload=self.reload)
-        self._next_metrics = time.monotonic() + self._metrics_interval(cfg)
+        self.reports = Reports(self.submit, settings.metrics)
 
-    def _build_response(self, cfg: Config, ruleset: Any) -> Any:
-        from sensor import response
-
-        return response.build(cfg, self.submit, ruleset)
-
-    def _build_webserver(self, cfg: Config) -> Any:
-        if not cfg.get("webserver.enabled"):
+    def _build_webserver(self, settings: WebServerSettings) -> WebServer | None:
+        if not settings.enabled:
             return None
-        from sensor.metrics import SensorCollector
-        from sensor.webserver import WebServer
-
-        return WebServer.from_config(cfg, healthy=self.healthy, collector=SensorCollector(self.snapshot)).start()
+        return WebServer.from_settings(settings, healthy=self.healthy,
+                                       collector=SensorCollector(self.snapshot)).start()
 
     def sink(self, alert: Alert) -> None:
         """Every alert of the engine: to the outputs, and to the response worker."""
-        self.outputs.submit(alert)
+        self.submit(alert)
         if self.response is not None:
             self.response.submit(alert)
 
     def submit(self, alert: Alert) -> None:
-        """To the outputs of the moment (a reload may replace them): for response records."""
-        self.outputs.submit(alert)
+        """To the outputs of the moment (a reload may replace them): for response records and
+        internal alerts."""
+        outputs = self.outputs
+        assert outputs is not None, "the sensor is not started"
+        outputs.submit(alert)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -519,7 +465,7 @@ class Sensor:
         rt = self.runtime
         assert rt is not None
         if install_signals:
-            rt.install_signal_handlers(reopen=lambda: self.outputs.reopen())
+            rt.install_signal_handlers(reopen=self._reopen)
         try:
             summary = rt.run(duration)
             self._report_event_drops(final=True)
@@ -529,6 +475,10 @@ class Sensor:
         summary.reloads = self.reloads
         summary.reload_failures = self.reload_failures
         return summary
+
+    def _reopen(self) -> None:
+        if self.outputs is not None:
+            self.outputs.reopen()
 
     def stop(self) -> None:
         if self.runtime is not None:
@@ -547,8 +497,6 @@ class Sensor:
         if self.outputs is not None:
             self.outputs.close()
         if self.log_handler is not None:
-            from sensor.outputs import fluentlog
-
             fluentlog.detach(self.log_handler)
             self.log_handler = None
 
@@ -561,68 +509,62 @@ class Sensor:
     # -- reload (engine thread, on SIGHUP) ---------------------------------------------------------
 
     def reload(self) -> None:
-        """Dry-run the configuration and rules as they are now on disk; swap them in, or keep the old."""
-        from sensor import outputs as outputs_mod
-        from sensor.outputs.internal import RELOADED, internal_alert
-
-        rt = self.runtime
-        old = self.plan
-        assert rt is not None and old is not None
+        """Dry-run the configuration and rules as they are now on disk; swap them in, or keep the old.
+        Each part is rebuilt exactly when its settings differ from the running ones."""
+        rt, old, outputs = self.runtime, self.plan, self.outputs
+        assert rt is not None and old is not None and outputs is not None
         log.info("SIGHUP: reloading configuration and rules")
         try:
             plan = prepare(self.options, self.serializer)
+            new = plan.settings
             new_sources = None
-            if (_section(plan.cfg, _SOURCE_KEYS) != _section(old.cfg, _SOURCE_KEYS)
+            if (new.sources != old.settings.sources
                     or plan.ruleset.event_types("syscall") != old.ruleset.event_types("syscall")
                     or _kernel_filter(plan) != _kernel_filter(old)):
-                new_sources = self.make_sources(plan.cfg, plan.ruleset)
+                new_sources = self.make_sources(new.sources, plan.ruleset)
         except Exception as e:
             self._reload_failed(e)
             return
-        cfg = plan.cfg
-        if _outputs_section(cfg) != _outputs_section(old.cfg):
+        if new.outputs != old.settings.outputs:
             # The old channels stop at once; what their memory queues hold moves to the new ones,
             # what their spools hold stays on disk for the new ones to deliver.
-            left = self.outputs.close(timeout=0, keep=True)
+            left = outputs.close(timeout=0, keep=True)
             try:
-                self.outputs = outputs_mod.build(cfg, stdout=self.stdout, serializer=self.serializer)
+                self.outputs = build_outputs(new.outputs, stdout=self.stdout, serializer=self.serializer)
             except Exception as e:
-                self.outputs = outputs_mod.build(old.cfg, stdout=self.stdout, serializer=self.serializer)
+                self.outputs = build_outputs(old.settings.outputs, stdout=self.stdout, serializer=self.serializer)
                 self.outputs.adopt(left)
                 self._reload_failed(e)
                 return
             self.outputs.adopt(left)
         # A match.condition may use the rules' lists and macros: new ones rebuild it too.
-        if (_section(cfg, _RESPONSE_KEYS) != _section(old.cfg, _RESPONSE_KEYS)
+        if (new.response != old.settings.response
                 or (plan.ruleset.lists, plan.ruleset.macros) != (old.ruleset.lists, old.ruleset.macros)):
             if self.response is not None:
                 self.response.stop()
-            self.response = self._build_response(cfg, plan.ruleset)
-        if _section(cfg, _WEBSERVER_KEYS) != _section(old.cfg, _WEBSERVER_KEYS):
+            self.response = build_response(new.response, self.submit, plan.ruleset)
+        if new.webserver != old.settings.webserver:
             if self.webserver is not None:
                 self.webserver.stop()
-            self.webserver = self._build_webserver(cfg)
+            self.webserver = self._build_webserver(new.webserver)
         rt.swap(ruleset=plan.ruleset, sources=new_sources)
         self.plan = plan
-        self.hostname = cfg.hostname()
+        self.hostname = new.hostname
         self.reloads += 1
         self.reload_ns = time.time_ns()
         text = (f"Configuration and rules reloaded: {len(plan.ruleset.rules)} rules enabled from "
                 f"{len(plan.rule_files)} files" + ("; sources restarted" if new_sources is not None else ""))
         log.info("%s", text)
-        self.outputs.submit(internal_alert(RELOADED, Priority.INFORMATIONAL, text,
-                                           {"falconet.reload.rules": len(plan.ruleset.rules),
-                                            "falconet.reload.files": plan.rule_files},
-                                           hostname=self.hostname))
+        self.submit(internal_alert(RELOADED, Priority.INFORMATIONAL, text,
+                                   {"falconet.reload.rules": len(plan.ruleset.rules),
+                                    "falconet.reload.files": plan.rule_files}, hostname=self.hostname))
 
     def _reload_failed(self, e: Exception) -> None:
-        from sensor.outputs.internal import RELOAD_FAILED, internal_alert
-
         self.reload_failures += 1
         why = _error_text(e)
         log.error("reload failed, still running the previous configuration and rules: %s", why)
-        self.outputs.submit(internal_alert(
-            RELOAD_FAILED, "Critical",
+        self.submit(internal_alert(
+            RELOAD_FAILED, Priority.CRITICAL,
             f"Reloading configuration and rules failed; still running the previous ones: {why}",
             {"falconet.reload.error": why, "falconet.reload.config": plan_path(self.options)},
             hostname=self.hostname))
@@ -632,44 +574,17 @@ class Sensor:
     def tick(self) -> None:
         self._report_event_drops()
         self._report_notices()
-        cfg = self.plan.cfg if self.plan else None
-        if cfg is not None and cfg.get("metrics.enabled") and time.monotonic() >= self._next_metrics:
-            self._next_metrics = time.monotonic() + self._metrics_interval(cfg)
-            self._metrics_snapshot(cfg)
+        if self.reports is not None and self.plan is not None:
+            self.reports.metrics(self.snapshot, self.plan.settings.metrics, self.hostname)
 
     def _report_event_drops(self, final: bool = False) -> None:
-        from sensor.outputs.internal import EVENT_DROP, internal_alert
-
-        rt = self.runtime
-        cfg = self.plan.cfg if self.plan else None
-        if rt is None or cfg is None or not cfg.get("event_drops.alerts"):
-            return
-        interval = cfg.duration("event_drops.interval")
-        now = time.monotonic()
-        for name, stats in rt.source_stats().items():
-            drops = int(stats.get("drops", 0))
-            seen = self._drops_reported.get(name, 0)
-            if drops <= seen:
-                continue
-            if not final and now - self._drops_last_alert.get(name, -1e18) < interval:
-                continue
-            self._drops_reported[name] = drops
-            self._drops_last_alert[name] = now
-            source = stats["source"]
-            delta = drops - seen
-            fields = {"n_drops": delta, "n_drops_total": drops, "n_evts": int(stats.get("events", 0)),
-                      "evt.source": source}
-            fields.update({f"n_{k}": v for k, v in stats.items() if k.startswith("drops_")})
-            self.outputs.submit(internal_alert(
-                EVENT_DROP.format(source=source), cfg.get("event_drops.priority"),
-                f"{delta} {source} events dropped by {name} since the last report "
-                f"({drops} in total); rules did not see them", fields, hostname=self.hostname))
+        if self.reports is not None and self.runtime is not None and self.plan is not None:
+            self.reports.event_drops(self.runtime.source_stats(), self.plan.settings.event_drops, self.hostname,
+                                     final)
 
     def _report_notices(self) -> None:
         """Internal alerts a source raised about itself (the syscall source: a process that
         flooded the capture and was throttled)."""
-        from sensor.outputs.internal import internal_alert
-
         rt = self.runtime
         if rt is None:
             return
@@ -678,66 +593,24 @@ class Sensor:
             if notices is None:
                 continue
             for rule, priority, output, fields in notices():
-                self.outputs.submit(internal_alert(rule, priority, output, fields, hostname=self.hostname))
-
-    @staticmethod
-    def _metrics_interval(cfg: Config) -> float:
-        try:
-            return max(1.0, cfg.duration("metrics.interval"))
-        except (KeyError, ValueError):
-            return 3600.0
-
-    def _metrics_snapshot(self, cfg: Config) -> None:
-        from sensor.metrics import snapshot_fields
-        from sensor.outputs.internal import METRICS_SNAPSHOT, internal_alert
-
-        fields = snapshot_fields(self.snapshot())
-        if cfg.get("metrics.output_rule"):
-            self.outputs.submit(internal_alert(METRICS_SNAPSHOT, Priority.INFORMATIONAL, "Falconet metrics snapshot",
-                                               fields, hostname=self.hostname))
-        path = cfg.get("metrics.output_file")
-        if path:
-            try:
-                with open(path, "a") as f:
-                    f.write(json.dumps({"time": time.time_ns(), "output_fields": fields}, default=str) + "\n")
-            except OSError as e:
-                log.error("metrics.output_file %s: %s", path, e.strerror)
+                self.submit(internal_alert(rule, priority, output, fields, hostname=self.hostname))
 
     # -- what /metrics reads -----------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         """Every counter the sensor keeps, read at once (by /metrics and metrics snapshots)."""
-        rt = self.runtime
-        return {
-            "version": _version(),
-            "hostname": self.hostname,
-            "start_ns": self.start_ns,
-            "reload_ns": self.reload_ns,
-            "duration_sec": (time.time_ns() - self.start_ns) / 1e9,
-            "events": rt.event_counts if rt else {},
-            "events_total": rt.events if rt else 0,
-            "alerts_total": rt.alerts if rt else 0,
-            "matches": rt.matches() if rt else {},
-            "sources": rt.source_stats() if rt else {},
-            "outputs": self.outputs.stats() if self.outputs is not None else {},
-            "response": self.response.stats() if self.response is not None else {},
-            "response_actions": (self.response.action_stats()
-                                 if hasattr(self.response, "action_stats") else {}),
-            "reloads": self.reloads,
-            "reload_failures": self.reload_failures,
-            "rule_files": self.plan.rule_files if self.plan else [],
-            "config_path": self.plan.cfg.path if self.plan else None,
-        }
+        plan = self.plan
+        life = Lifecycle(__version__, self.hostname, self.start_ns, self.reload_ns, self.reloads,
+                         self.reload_failures, tuple(plan.rule_files) if plan else (),
+                         plan.cfg.path if plan else None)
+        return take_snapshot(life, self.runtime, self.outputs, self.response)
 
 
 def _kernel_filter(plan: Plan) -> object:
     """What the syscall capture filters in the kernel for a plan's rules: new rules that change it
     need a new capture."""
-    if not plan.cfg.get("syscall.enabled"):
-        return None
-    from sensor.sources.syscall import predicates
-
-    return predicates(plan.cfg, plan.ruleset)
+    settings = plan.settings.sources.syscall
+    return syscall.predicates(settings, plan.ruleset) if settings.enabled else None
 
 
 def _observed(process: Callable[[Any], list[Alert]], observe: Callable[[Any, Any, list[Alert]], None],
@@ -762,10 +635,3 @@ def _error_text(e: Exception) -> str:
         return "; ".join(str(d) for d in errors[:10]) + (f" (and {len(errors) - 10} more)"
                                                          if len(errors) > 10 else "")
     return str(e) or type(e).__name__
-
-
-def _version() -> str:
-    from sensor import __version__
-
-    return __version__
-

@@ -28,33 +28,15 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import Metric
 
-from sensor.config import Key, parse_duration
 from sensor.errors import ConfigError, UnavailableError
 from sensor.httpserver import http1
 from sensor.httpserver.listener import Listener
-from sensor.metrics import exposition
+from sensor.metrics import SensorCollector, exposition
+from sensor.webserver_settings import WebServerSettings
 
 log = logging.getLogger("falconet")
 SERVER = "falconet"
 
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("webserver.enabled", bool, True, "Serve the health check and /metrics over HTTP."),
-    Key("webserver.listen_address", str, "127.0.0.1",
-        "Address to listen on: loopback by default; 0.0.0.0 for kubelet probes or a Prometheus "
-        "elsewhere (then set webserver.token to keep per-rule metrics private)."),
-    Key("webserver.listen_port", int, 8765, "Port to listen on (0: any free port)."),
-    Key("webserver.k8s_healthz_endpoint", str, "/healthz", "Path of the health check."),
-    Key("webserver.prometheus_metrics_enabled", bool, True, "Serve Prometheus metrics on /metrics."),
-    Key("webserver.token", str, "",
-        "Bearer token /metrics requires (Prometheus: authorization.credentials); empty: /metrics is "
-        "open, without per-rule labels. The health check never needs it."),
-    Key("webserver.max_connections", int, 32, "Concurrent connections; more are closed at once."),
-    Key("webserver.request_timeout", str, "5s",
-        "Time a client has to send its whole request (TLS handshake included).", check=parse_duration),
-    Key("webserver.ssl_enabled", bool, False, "Serve HTTPS instead of HTTP."),
-    Key("webserver.ssl_certificate", str, "/etc/falconet/falconet.pem",
-        "PEM file holding the server's certificate and its private key (for ssl_enabled)."),
-)
 
 PER_CLIENT_SHARE = 4        # one address may hold at most a quarter of the slots
 
@@ -63,7 +45,7 @@ class WithoutRuleNames:
     """A collector that reads another and sums away its `rule_name` label (what an
     unauthenticated scrape may see)."""
 
-    def __init__(self, collector: Any) -> None:
+    def __init__(self, collector: SensorCollector) -> None:
         self.collector = collector
 
     def describe(self) -> list[Metric]:
@@ -87,7 +69,8 @@ class WithoutRuleNames:
 class WebServer:
     """/healthz and /metrics on one port; `start()` binds (UnavailableError when it cannot)."""
 
-    def __init__(self, address: str, port: int, *, healthy: Callable[[], bool], collector: Any = None,
+    def __init__(self, address: str, port: int, *, healthy: Callable[[], bool],
+                 collector: SensorCollector | None = None,
                  healthz: str = "/healthz", tls_certificate: str = "", token: str = "",
                  max_connections: int = 32, request_timeout: float = 5.0) -> None:
         self.address = address
@@ -106,18 +89,11 @@ class WebServer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg: Any, *, healthy: Callable[[], bool], collector: Any) -> WebServer:
-        for key in ("webserver.max_connections",):
-            if cfg.get(key) <= 0:
-                raise ConfigError(f"{key}: must be greater than 0, got {cfg.get(key)!r}",
-                                  hint=f"set in {cfg.origin(key)}")
-        return cls(cfg.get("webserver.listen_address"), cfg.get("webserver.listen_port"), healthy=healthy,
-                   collector=collector if cfg.get("webserver.prometheus_metrics_enabled") else None,
-                   healthz=cfg.get("webserver.k8s_healthz_endpoint"),
-                   tls_certificate=cfg.get("webserver.ssl_certificate") if cfg.get("webserver.ssl_enabled")
-                   else "", token=cfg.get("webserver.token") or "",
-                   max_connections=cfg.get("webserver.max_connections"),
-                   request_timeout=cfg.duration("webserver.request_timeout"))
+    def from_settings(cls, s: WebServerSettings, *, healthy: Callable[[], bool],
+                      collector: SensorCollector) -> WebServer:
+        return cls(s.address, s.port, healthy=healthy, collector=collector if s.metrics else None,
+                   healthz=s.healthz, tls_certificate=s.tls_certificate, token=s.token,
+                   max_connections=s.max_connections, request_timeout=s.request_timeout)
 
     @property
     def port(self) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -195,6 +198,33 @@ def test_hostname_and_state_path(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.load(None, ["state_dir=/srv/f"]).state_path("spool", "fluent") == Path("/srv/f/spool/fluent")
 
 
+# What reading the configuration must not import: the parts' running code and their heavy libraries.
+HEAVY = ("sensor.runtime", "sensor.engine", "sensor.capture", "sensor.metrics", "sensor.webserver",
+         "sensor.httpserver", "sensor.outputs.build", "sensor.outputs.dispatch", "sensor.outputs.channel",
+         "sensor.outputs.spool", "sensor.outputs.forward", "sensor.outputs.fluent", "sensor.outputs.http",
+         "sensor.response.build", "sensor.response.spec", "sensor.response.worker", "sensor.response.kube",
+         "sensor.sources.syscall", "sensor.sources.replay", "sensor.sources.k8s_audit.webhook",
+         "sensor.sources.k8s_audit.file", "sensor.sources.k8s_audit.decode", "sensor.sources.k8s_audit.certs",
+         "prometheus_client", "msgpack", "fluent", "cryptography", "kubernetes", "elasticsearch", "bcc", "lark")
+
+
+def test_reading_the_configuration_imports_no_part() -> None:
+    # A fresh interpreter: this one has imported everything already.
+    code = ("import sys\n"
+            "from sensor import config\n"
+            "from sensor.settings import SensorSettings\n"
+            "config.default_yaml()\n"
+            "SensorSettings.from_config(config.load(None, ['k8s_audit.webhook.enabled=true']))\n"
+            "print('\\n'.join(sorted(sys.modules)))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "FALCONET_CONFIG": str(BUNDLED)})
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.split())
+    assert "sensor.outputs.settings" in loaded and "sensor.response.settings" in loaded
+    heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert heavy == []
+
+
 # -- falconet config ------------------------------------------------------------------------------
 
 
@@ -343,6 +373,21 @@ def test_config_remembers_the_position_of_every_value(tmp_path: Path) -> None:
     assert cfg.origin("response.actions[0].with.signal") == f"{p}:8"   # nearest recorded parent
     assert cfg.origin("append_output[0].extra_output") == "-o append_output[]={extra_output: x}"
     assert cfg.origin("stdout_output.enabled") == "default"
+
+
+def test_a_replaced_value_forgets_the_positions_inside_the_old_one(tmp_path: Path) -> None:
+    p = write(tmp_path, """\
+        response:
+          actions:
+            - name: a
+              with: {signal: 9}
+            - name: b
+        """)
+    cfg = config.load(p, ["response.actions=[{name: c}]"])
+    assert cfg.origin("response.actions[0].name") == "-o response.actions=[{name: c}]"
+    # The file's item 0 had `with`, the override's has none: its line must not answer for it.
+    assert cfg.origin("response.actions[0].with.signal") == "-o response.actions=[{name: c}]"
+    assert cfg.origin("response.actions[1]") == "-o response.actions=[{name: c}]"
 
 
 def test_override_replaces_a_list_item_as_falco_does() -> None:

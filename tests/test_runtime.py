@@ -221,6 +221,40 @@ def test_reload_keeps_old_rules_on_error_then_swaps(tmp_path: Path, rules_file: 
     assert src.started == 1                 # the event types did not change: the source kept running
 
 
+def test_reload_rebuilds_exactly_the_parts_whose_settings_changed(tmp_path: Path, rules_file: Path) -> None:
+    conf = tmp_path / "falconet.yaml"
+    conf.write_text("flood_control:\n  window: 30s\n")
+    opts = options(tmp_path, rules_file)
+    opts.config_path = str(conf)
+    made: list[Any] = []
+
+    def make_sources(settings: Any, ruleset: Any) -> list[Any]:
+        made.append(settings)
+        return [ListSource([], finish=False)]
+
+    sensor = Sensor(opts, make_sources=make_sources)
+    sensor.start()
+    try:
+        first_outputs = sensor.outputs
+        # The same values written otherwise, and rules that changed: nothing is rebuilt.
+        conf.write_text("# moved\nflood_control: {window: 30s}\n")
+        rules_file.write_text(RULES.replace("proc.name = bash", "proc.name = zsh"))
+        sensor.reload()
+        assert (sensor.reloads, len(made), sensor.outputs) == (1, 1, first_outputs)
+        # An output setting: the outputs, and only they.
+        conf.write_text("flood_control: {window: 45s}\n")
+        sensor.reload()
+        assert sensor.outputs is not first_outputs and len(made) == 1
+        second_outputs = sensor.outputs
+        # A source setting: the sources, and only they.
+        conf.write_text(f"flood_control: {{window: 45s}}\nk8s_audit: {{files: [{tmp_path}/audit.log]}}\n")
+        sensor.reload()
+        assert len(made) == 2 and made[1].k8s_audit.files == (f"{tmp_path}/audit.log",)
+        assert sensor.outputs is second_outputs and sensor.reloads == 3
+    finally:
+        sensor.close()
+
+
 def test_webserver_health_and_metrics(tmp_path: Path, rules_file: Path) -> None:
     src = ListSource([event(1), event(2), event(3, "openat", "cat", **{"fd.name": "/etc/passwd"})], finish=False)
     sensor = Sensor(options(tmp_path, rules_file, "webserver.enabled=true", "webserver.listen_port=0",

@@ -19,14 +19,15 @@ from pathlib import Path
 import pytest
 
 from sensor import config
-from sensor.metrics import SensorCollector
+from sensor.alert import Priority
+from sensor.metrics import SensorCollector, Snapshot
 from sensor.sources.k8s_audit import certs
 from sensor.webserver import WebServer
 
-SNAPSHOT = {"version": "test", "hostname": "h", "matches": {
-    ("Read sensitive file untrusted", "Warning", "syscall"): 3,
-    ("Terminal shell in container", "Notice", "syscall"): 2,
-    ("Write below etc", "Warning", "syscall"): 4}}
+SNAPSHOT = Snapshot(version="test", hostname="h", matches={
+    ("Read sensitive file untrusted", Priority.WARNING, "syscall"): 3,
+    ("Terminal shell in container", Priority.NOTICE, "syscall"): 2,
+    ("Write below etc", Priority.WARNING, "syscall"): 4})
 
 
 @pytest.fixture

@@ -21,7 +21,14 @@ from typing import Any, TextIO
 import click
 
 from sensor.commands import options
+from sensor.config import Config
+from sensor.engine.fields.record import record_fields
 from sensor.errors import UnavailableError
+from sensor.rulesetup import load_configured
+from sensor.settings import RuleSettings
+from sensor.sources.replay import RecordWriter
+from sensor.sources.settings import SyscallSettings
+from sensor.sources.syscall import SyscallSource
 
 
 def open_recording(path: str) -> TextIO:
@@ -102,22 +109,13 @@ def capture(ctx: click.Context, write: str | None, duration: float | None, max_e
                err=True)
 
 
-def _source(cfg: Any, rules_files: list[str], all_types: bool) -> Any:
-    ruleset = None
-    if not all_types:
-        from sensor.rulesetup import load_configured
-
-        ruleset = load_configured(cfg, rules_files)
-    from sensor.sources.syscall import SyscallSource
-
-    return SyscallSource(cfg, ruleset, all_events=True)
+def _source(cfg: Config, rules_files: list[str], all_types: bool) -> SyscallSource:
+    ruleset = None if all_types else load_configured(RuleSettings.from_config(cfg), rules_files)
+    return SyscallSource(SyscallSettings.from_config(cfg), ruleset, all_events=True)
 
 
 def _record(src: Any, out: TextIO, duration: float | None, max_events: int | None, with_env: bool,
             compact: bool) -> tuple[int, float, dict[str, Any], int]:
-    from sensor.engine.fields.record import record_fields
-    from sensor.sources.replay import RecordWriter
-
     writer = RecordWriter(out, with_env=with_env, compact=compact)
     stopping = False
 

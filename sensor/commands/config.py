@@ -33,8 +33,8 @@ def config(ctx: click.Context, config_path: str | None, overrides: tuple[str, ..
         return
     cfg = options.load_config(options.settings(ctx, config_path, overrides))
     click.echo(f"# {cfg.path or 'no configuration file: defaults'}")
-    for key in config_mod.schema():
-        click.echo(f"{key}: {_scalar(redact(cfg.get(key), key))}  # {cfg.origin(key)}")
+    for path in config_mod.schema():
+        click.echo(f"{path}: {_scalar(redact(cfg.get(path), path))}  # {cfg.origin(path)}")
 
 
 def _scalar(value: Any) -> str:

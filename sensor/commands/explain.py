@@ -25,7 +25,9 @@ import click
 from sensor import config as config_mod
 from sensor.engine.loader import RulesLoadError
 from sensor.errors import ConfigError, FalconetError
+from sensor.outputs.settings import sets_an_output_key
 from sensor.rulesetup import load_configured, rule_paths
+from sensor.settings import RuleSettings
 from sensor.status import Exit
 
 
@@ -52,12 +54,8 @@ def unknown_rule(ruleset: Any, name: str, where: str) -> FalconetError:
 
 def _refuse_output_overrides(overrides: list[str]) -> None:
     """An -o for an output key would do nothing here: explain runs no output."""
-    from sensor.commands.replay import _output_keys
-
-    keys = _output_keys()
     for item in overrides:
-        dotted = item.split("=", 1)[0].strip().removesuffix("[]")
-        if any(k == dotted or k.startswith(dotted + ".") for k in keys):
+        if sets_an_output_key(item):
             raise ConfigError(f"-o {item}: explain prints explanations and runs no output")
 
 
@@ -115,14 +113,14 @@ def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files:
     cfg = config_mod.load(config_path or root.get("config_path"), ovr)
     paths = list(rules_files) or root.get("rules_files", [])
     try:
-        rs = load_configured(cfg, paths)
+        rs = load_configured(RuleSettings.from_config(cfg), paths)
     except RulesLoadError as e:
         for d in e.errors:
             click.echo(f"falconet: error: {d}", err=True)
         ctx.exit(Exit.FAILED)
     compiled = rs.rule(rule)
     if compiled is None:
-        raise unknown_rule(rs, rule, ", ".join(map(str, rule_paths(cfg, paths))))
+        raise unknown_rule(rs, rule, ", ".join(map(str, rule_paths(RuleSettings.from_config(cfg), paths))))
     explainer = RuleExplainer(rs, compiled)
     selected = event_filter(rs, compiled.source, filter_text, "--filter")
     seen = explained = matched = alerted = 0
@@ -131,14 +129,14 @@ def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files:
         fired = [a.rule for a in rs.process(ev)]
         if not explainer.applies(ev) or (selected is not None and not selected(ev)):
             continue
-        e = explainer.explain(ev, fired)
+        why_not = explainer.explain(ev, fired)
         explained += 1
-        matched += e.matched
-        alerted += bool(e.alerted)
+        matched += why_not.matched
+        alerted += bool(why_not.alerted)
         if as_json:
-            click.echo(json.dumps(e.as_json(), ensure_ascii=False, default=str))
+            click.echo(json.dumps(why_not.as_json(), ensure_ascii=False, default=str))
         else:
-            click.echo(e.text())
+            click.echo(why_not.text())
     kinds = f"{compiled.source} events of type {explainer.types_text()}"
     if not explained:
         why = " selected by --filter" if selected is not None else ""

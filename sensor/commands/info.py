@@ -83,9 +83,10 @@ def support(settings: Settings) -> int:
     from sensor import ENGINE_VERSION, __version__
     from sensor.engine.loader import expand_paths
     from sensor.rulesetup import rule_paths
+    from sensor.settings import RuleSettings
 
     cfg = load_config(settings)
-    files, _ = expand_paths(rule_paths(cfg, settings.rules_files))
+    files, _ = expand_paths(rule_paths(RuleSettings.from_config(cfg), settings.rules_files))
     u = os.uname()
     doc = {
         "version": __version__,

@@ -9,26 +9,31 @@ whole pipeline again. Without `--outputs` an `-o` for an output key would do not
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
-from sensor import config as config_mod
 from sensor.alert import Alert, add_static_fields
 from sensor.commands import options
+from sensor.engine.ruleset import Ruleset
 from sensor.errors import ConfigError
+from sensor.outputs import fluentlog
+from sensor.outputs.build import build_outputs
 from sensor.outputs.render import Renderer
+from sensor.outputs.settings import OutputSettings, RenderSettings, sets_an_output_key
 from sensor.rulesetup import load_configured
+from sensor.runtime import Runtime
+from sensor.settings import RuleSettings
 from sensor.sources.replay import ReplaySource
 from sensor.status import Exit
 
 
-def _printer(cfg: config_mod.Config) -> Any:
-    render = Renderer(cfg).render
+def _printer(settings: RenderSettings, static_fields: Mapping[str, Any]) -> Callable[[Alert], None]:
+    render = Renderer(settings).render
     out = sys.stdout
-    static = dict(cfg.get("static_fields") or {})
+    static = dict(static_fields)
 
     def emit(alert: Alert) -> None:
         out.write(render(add_static_fields(alert, static)) + "\n")
@@ -36,20 +41,10 @@ def _printer(cfg: config_mod.Config) -> Any:
     return emit
 
 
-def _output_keys() -> list[str]:
-    """Every key the outputs declare (the channels, outputs_queue, flood_control)."""
-    from sensor import outputs
-
-    modules = [outputs, *(importlib.import_module(f"sensor.outputs.{m}") for m in outputs.CHANNEL_MODULES)]
-    return [k.path for mod in modules for k in mod.CONFIG_KEYS]
-
-
 def refuse_output_overrides(overrides: list[str]) -> None:
     """ConfigError for the first `-o` that sets an output key: printing alerts runs no output."""
-    keys = _output_keys()
     for item in overrides:
-        dotted = item.split("=", 1)[0].strip().removesuffix("[]")
-        if any(k == dotted or k.startswith(dotted + ".") for k in keys):
+        if sets_an_output_key(item):
             raise ConfigError(f"-o {item}: replay prints the alerts and runs no output",
                               hint="add --outputs to send them through the configured outputs")
 
@@ -74,29 +69,24 @@ def replay(ctx: click.Context, file: str, config_path: str | None, overrides: tu
     if not run_outputs:
         refuse_output_overrides([*settings.overrides, *extra])
     cfg = options.load_config(settings, extra)
-    rs = load_configured(cfg, settings.rules_files, disable=disable, disable_tags=disable_tags,
-                         enable_tags=enable_tags)
-    from sensor.runtime import Runtime
-
+    rs = load_configured(RuleSettings.from_config(cfg), settings.rules_files, disable=disable,
+                         disable_tags=disable_tags, enable_tags=enable_tags)
     if not run_outputs:
-        summary = Runtime(rs, [ReplaySource(file)], _printer(cfg)).run()
+        printer = _printer(RenderSettings.from_config(cfg), cfg.get("static_fields") or {})
+        summary = Runtime(rs, [ReplaySource(file)], printer).run()
         sys.stdout.flush()
         click.echo(f"Events detected: {summary.alerts}; events processed: {summary.events}", err=True)
         return
-    ctx.exit(_replay_through_outputs(cfg, rs, file))
+    ctx.exit(_replay_through_outputs(OutputSettings.from_config(cfg), rs, file))
 
 
-def _replay_through_outputs(cfg: config_mod.Config, rs: Any, file: str) -> int:
+def _replay_through_outputs(settings: OutputSettings, rs: Ruleset, file: str) -> int:
     """Deliver the alerts as `falconet run` does (the sensor's own log included); 0 when every
     alert was delivered or spooled for the next run, FAILED when some were dropped."""
-    from sensor import outputs
-    from sensor.outputs import fluentlog
-    from sensor.runtime import Runtime
-
-    out = outputs.build(cfg)
+    out = build_outputs(settings)
     log_handler = None
     try:
-        log_handler = fluentlog.attach(cfg, cfg.hostname())
+        log_handler = fluentlog.attach(settings.fluent, settings.hostname)
         summary = Runtime(rs, [ReplaySource(file)], out.submit).run()
     finally:
         out.close()

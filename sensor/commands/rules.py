@@ -14,6 +14,7 @@ from sensor.engine.compiler import CompiledRule
 from sensor.engine.loader import FileResult, RulesLoadError, load_rules
 from sensor.engine.ruleset import Ruleset
 from sensor.rulesetup import load_configured, load_options, rule_paths
+from sensor.settings import RuleSettings
 from sensor.status import Exit
 
 
@@ -81,7 +82,7 @@ def validate_files(obj: dict[str, Any], files: list[str], describe: bool = False
     cfg = _cfg(obj, as_json)
     as_json = bool(cfg.get("json_output"))
     try:
-        rs = load_rules(files, load_options(cfg))
+        rs = load_rules(files, load_options(RuleSettings.from_config(cfg)))
     except RulesLoadError as e:
         _print_results(e.results, as_json)
         return Exit.FAILED
@@ -92,7 +93,7 @@ def validate_files(obj: dict[str, Any], files: list[str], describe: bool = False
 def _load(obj: dict[str, Any], as_json: bool = False) -> tuple[config_mod.Config, Ruleset | None]:
     cfg = _cfg(obj, as_json)
     try:
-        return cfg, load_configured(cfg, obj.get("rules_files", []))
+        return cfg, load_configured(RuleSettings.from_config(cfg), obj.get("rules_files", []))
     except RulesLoadError as e:
         _print_results(e.results, bool(cfg.get("json_output")))
         return cfg, None
@@ -122,7 +123,7 @@ def describe(obj: dict[str, Any], name: str, as_json: bool = False) -> int:
         return Exit.FAILED
     r = rs.rule(name)
     if r is None:
-        where = ", ".join(map(str, rule_paths(cfg, obj.get("rules_files", []))))
+        where = ", ".join(map(str, rule_paths(RuleSettings.from_config(cfg), obj.get("rules_files", []))))
         click.echo(f"falconet: error: no rule named '{name}' in {where}", err=True)
         return Exit.FAILED
     if cfg.get("json_output"):
@@ -168,7 +169,7 @@ def validate_cmd(ctx: click.Context, rules_files: tuple[str, ...], describe_too:
     obj = _merge(ctx, rules_files)
     paths = list(files) + list(rules_files)
     if not paths:
-        paths = [str(p) for p in rule_paths(_cfg(obj), ())]
+        paths = [str(p) for p in rule_paths(RuleSettings.from_config(_cfg(obj)), ())]
     ctx.exit(validate_files(obj, paths, describe=describe_too, as_json=as_json))
 
 

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,10 @@ import click
 
 from sensor.commands import options
 from sensor.commands.options import Settings
+from sensor.engine.explain import NearMisses
+from sensor.engine.ruleset import Ruleset
 from sensor.errors import ConfigError, UnavailableError
+from sensor.runtime import RunOptions, Sensor, prepare
 from sensor.status import Exit
 
 log = logging.getLogger("falconet")
@@ -52,7 +55,7 @@ class RunFlags:
 
     def merged(self, root: dict[str, Any]) -> RunFlags:
         """These flags (of `falconet run`) with the root command's (`falconet -M 5 run`) added."""
-        out = {}
+        out: dict[str, Any] = {}
         for name, mine in vars(self).items():
             theirs = root.get(name)
             if isinstance(mine, tuple | list):
@@ -93,8 +96,6 @@ def print_overrides(fmt: str | None) -> list[str]:
 
 def run_sensor(settings: Settings, flags: RunFlags) -> int:
     """Run the sensor (or its dry run) as the flags say; return the exit code."""
-    from sensor.runtime import RunOptions, Sensor, planned_sources, prepare
-
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s falconet %(levelname)s %(message)s")
     if flags.verbose:       # per attached syscall, what the kernel keeps of its events
@@ -119,7 +120,7 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
             click.echo(line)
         if near is not None:
             click.echo(f"Explain: near misses of rule '{flags.explain}' (in-kernel open filter off)")
-        if not planned_sources(plan.cfg):
+        if not plan.settings.sources.planned():
             raise ConfigError("no event source is enabled", hint=_NO_SOURCE_HINT)
         return Exit.OK
     sensor = Sensor(run_options)
@@ -128,7 +129,7 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
     if near is not None:
         _bind(near, sensor.plan.ruleset, sensor.close)
         sensor.runtime.observe = near
-    logging.getLogger().setLevel(_LEVELS[sensor.plan.cfg.get("log_level", "info")])
+    logging.getLogger().setLevel(_LEVELS[sensor.plan.settings.log_level])
     with _pidfile(flags.pidfile):
         summary = sensor.run(flags.duration)
     sys.stdout.flush()
@@ -141,18 +142,16 @@ def run_sensor(settings: Settings, flags: RunFlags) -> int:
     return Exit.OK
 
 
-def _near_misses(flags: RunFlags) -> Any:
+def _near_misses(flags: RunFlags) -> NearMisses | None:
     """The near-miss logger of --explain RULE, or None; --explain-filter alone is refused."""
     if flags.explain_filter and not flags.explain:
         raise click.UsageError("--explain-filter needs --explain RULE")
     if not flags.explain:
         return None
-    from sensor.engine.explain import NearMisses
-
     return NearMisses(flags.explain, flags.explain_filter, log)
 
 
-def _bind(near: Any, ruleset: Any, close: Any) -> None:
+def _bind(near: NearMisses, ruleset: Ruleset, close: Callable[[], None]) -> None:
     try:
         near.bind(ruleset)
     except ValueError as e:

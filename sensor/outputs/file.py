@@ -12,24 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sensor.config import Key
 from sensor.errors import ConfigError, UnavailableError
-from sensor.outputs.channel import DeliveryError
-from sensor.outputs.render import FORMATS
-from sensor.outputs.spool import spool_keys
+from sensor.outputs.channel import DeliveryError, Encoder
+from sensor.outputs.settings import FileSettings
 
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("file_output.enabled", bool, False, "Append alerts to a file."),
-    Key("file_output.keep_alive", bool, False,
-        "Keep the file open between alerts (true), or open and close it for every batch (false)."),
-    Key("file_output.filename", str, "./events.txt", "The file alerts are appended to."),
-    Key("file_output.format", str, "",
-        "text or json; empty: follow json_output (so a terminal can show text while the file holds "
-        "JSON).", choices=FORMATS),
-    *spool_keys("file_output", False),
-)
+if TYPE_CHECKING:
+    from sensor.outputs.build import BuildContext
 
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -119,27 +109,21 @@ class FileTransport:
     close = reopen
 
 
-def from_config(cfg: Any, ctx: Any) -> tuple[FileTransport, Any] | None:
-    if not cfg.get("file_output.enabled"):
-        return None
-    filename = cfg.get("file_output.filename")
-    if not filename:
-        raise ConfigError(f"{cfg.origin('file_output.filename')}: 'file_output.filename' is empty",
-                          hint="set the file alerts are appended to")
+def transport(settings: FileSettings, ctx: BuildContext) -> tuple[FileTransport, Encoder]:
+    check(settings)
+    filename = settings.filename
     parent = shared_directory(filename)
     if parent is not None:
-        raise ConfigError(f"{cfg.origin('file_output.filename')}: 'file_output.filename' {filename} is refused: "
-                          f"{_refusal(parent)}")
-    return (FileTransport(filename, bool(cfg.get("file_output.keep_alive")), ctx.unbuffered),
-            ctx.renderer.line_encoder(cfg.get("file_output.format", "")))
+        raise ConfigError(f"{settings.origins('file_output.filename')}: 'file_output.filename' {filename} is "
+                          f"refused: {_refusal(parent)}")
+    return (FileTransport(filename, settings.keep_alive, ctx.unbuffered),
+            ctx.renderer.line_encoder(settings.format))
 
 
-def check(cfg: Any) -> None:
+def check(settings: FileSettings) -> None:
     """The file can be created or appended to by this user: its directory exists and is writable."""
-    filename = cfg.get("file_output.filename")
-    if not filename:
-        return                    # from_config says it is empty
-    where = f"'file_output.filename' {filename} ({cfg.origin('file_output.filename')})"
+    filename = settings.filename
+    where = f"'file_output.filename' {filename} ({settings.origins('file_output.filename')})"
     parent = os.path.dirname(os.path.abspath(filename))
     if not os.path.isdir(parent):
         raise UnavailableError(f"file_output: {where}: the directory {parent} does not exist",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sensor.alert import Alert, iso_time
+from sensor.alert import Alert, Priority, iso_time
 from sensor.outputs.internal import SUPPRESSED, internal_alert
 
 log = logging.getLogger("falconet.outputs")
@@ -29,7 +29,7 @@ MAX_KEYS = 100_000      # beyond this many open windows, new keys pass unsuppres
 class _Window:
     started: float          # monotonic
     rule: str
-    priority: str
+    priority: Priority
     tags: list[str]
     key: dict[str, Any]
     suppressed: int = 0

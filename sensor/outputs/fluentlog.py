@@ -18,7 +18,9 @@ from typing import Any
 
 from sensor import __version__
 from sensor.alert import iso_time
+from sensor.outputs.fluent import connection
 from sensor.outputs.forward import ForwardConnection, pack_entry
+from sensor.outputs.settings import FluentSettings
 
 BATCH = 200
 _BACKOFF_MAX = 5.0
@@ -124,15 +126,12 @@ class FluentLogHandler(logging.Handler):
         return {"sent": self.sent, "dropped": self.dropped, "errors": self.errors}
 
 
-def attach(cfg: Any, hostname: str, logger: logging.Logger | None = None) -> FluentLogHandler | None:
+def attach(settings: FluentSettings, hostname: str, logger: logging.Logger | None = None) -> FluentLogHandler | None:
     """Start sending the `falconet` log to Fluentd when fluent_output is on and log_tag is set."""
-    if not cfg.get("fluent_output.enabled") or not cfg.get("fluent_output.log_tag"):
+    if not settings.enabled or not settings.log_tag:
         return None
-    from sensor.outputs.fluent import connection, tls_from_config
-
-    conn = connection(cfg, hostname, tls_from_config(cfg))
-    level = getattr(logging, str(cfg.get("fluent_output.log_level", "info")).upper())
-    handler = FluentLogHandler(conn, cfg.get("fluent_output.log_tag"), hostname, level=level)
+    level = getattr(logging, settings.log_level.upper())
+    handler = FluentLogHandler(connection(settings), settings.log_tag, hostname, level=level)
     (logger or logging.getLogger("falconet")).addHandler(handler)
     return handler
 

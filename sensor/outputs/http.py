@@ -12,37 +12,20 @@ import gzip
 import http.client
 import logging
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sensor import __version__
-from sensor.config import Key, parse_duration
 from sensor.errors import ConfigError
-from sensor.outputs.channel import DeliveryError
-from sensor.outputs.spool import spool_keys
+from sensor.outputs.channel import DeliveryError, Encoder
+from sensor.outputs.settings import HttpSettings
 from sensor.outputs.tls import tls_context
+
+if TYPE_CHECKING:
+    from sensor.outputs.build import BuildContext
 
 log = logging.getLogger("falconet.outputs")
 
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("http_output.enabled", bool, False, "POST every alert to `url`."),
-    Key("http_output.url", str, "", "Where to POST, http:// or https:// (e.g. http://falcosidekick:2801/)."),
-    Key("http_output.user_agent", str, f"falconet/{__version__}", "The User-Agent header."),
-    Key("http_output.format", str, "json", "json (the JSON alert), text, or empty: follow json_output.",
-        choices=("", "text", "json")),
-    Key("http_output.insecure", bool, False, "Do not verify the server's certificate (testing only)."),
-    Key("http_output.ca_cert", str, "", "PEM file of the CA(s) that signed the server's certificate; "
-        "empty: the system's trust store."),
-    Key("http_output.ca_path", str, "", "Directory of hashed CA certificates (c_rehash), besides ca_cert."),
-    Key("http_output.mtls", bool, False, "Present a client certificate (mutual TLS)."),
-    Key("http_output.client_cert", str, "", "PEM client certificate for mTLS."),
-    Key("http_output.client_key", str, "", "PEM private key of client_cert."),
-    Key("http_output.compress_uploads", bool, False, "gzip request bodies (Content-Encoding: gzip)."),
-    Key("http_output.keep_alive", bool, True, "Reuse one connection for successive alerts."),
-    Key("http_output.timeout", str, "10s", "Connect and response timeout of one request.",
-        check=parse_duration),
-    *spool_keys("http_output", True),
-)
 
 RETRYABLE = frozenset({408, 425, 429})
 
@@ -132,38 +115,22 @@ class HttpTransport:
             conn.close()
 
 
-def from_config(cfg: Any, ctx: Any) -> tuple[HttpTransport, Any] | None:
-    if not cfg.get("http_output.enabled"):
-        return None
-    url = cfg.get("http_output.url")
-    where = cfg.origin("http_output.url")
-    if not url:
-        raise ConfigError(f"{where}: 'http_output.url' is empty while http_output is enabled",
-                          hint="set the URL alerts are POSTed to")
+def transport(s: HttpSettings, ctx: BuildContext) -> tuple[HttpTransport, Encoder]:
     context = None
-    if url.startswith("https:"):
-        mtls = bool(cfg.get("http_output.mtls"))
-        if mtls and not cfg.get("http_output.client_cert"):
-            raise ConfigError(f"{cfg.origin('http_output.mtls')}: http_output.mtls is on but "
-                              f"http_output.client_cert is empty", hint="set client_cert and client_key")
+    if s.url.startswith("https:"):
         try:
-            context = tls_context(insecure=bool(cfg.get("http_output.insecure")),
-                                  ca_cert=cfg.get("http_output.ca_cert"),
-                                  ca_path=cfg.get("http_output.ca_path"),
-                                  client_cert=cfg.get("http_output.client_cert") if mtls else "",
-                                  client_key=cfg.get("http_output.client_key") if mtls else "")
+            context = tls_context(insecure=s.insecure, ca_cert=s.ca_cert, ca_path=s.ca_path,
+                                  client_cert=s.client_cert if s.mtls else "",
+                                  client_key=s.client_key if s.mtls else "")
         except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"http_output TLS files (ca_cert {cfg.get('http_output.ca_cert')!r}, "
-                              f"client_cert {cfg.get('http_output.client_cert')!r}): {e}") from e
-    fmt = cfg.get("http_output.format", "json")
+            raise ConfigError(f"http_output TLS files (ca_cert {s.ca_cert!r}, client_cert {s.client_cert!r}): "
+                              f"{e}") from e
+    fmt = s.format
     renderer = ctx.renderer
     try:
-        transport = HttpTransport(url, content_type="application/json" if renderer.is_json(fmt)
-                                  else "text/plain; charset=utf-8",
-                                  user_agent=cfg.get("http_output.user_agent"), context=context,
-                                  compress=bool(cfg.get("http_output.compress_uploads")),
-                                  keep_alive=bool(cfg.get("http_output.keep_alive")),
-                                  timeout=cfg.duration("http_output.timeout"))
+        made = HttpTransport(s.url, content_type="application/json" if renderer.is_json(fmt)
+                             else "text/plain; charset=utf-8", user_agent=s.user_agent, context=context,
+                             compress=s.compress, keep_alive=s.keep_alive, timeout=s.timeout)
     except ValueError as e:
-        raise ConfigError(f"{where}: 'http_output.url': {e}") from e
-    return transport, lambda a: renderer.render(a, fmt).encode()
+        raise ConfigError(f"{s.origins('http_output.url')}: 'http_output.url': {e}") from e
+    return made, lambda a: renderer.render(a, fmt).encode()

@@ -23,6 +23,6 @@ METRICS_SNAPSHOT = "Falconet internal: metrics snapshot"
 def internal_alert(rule: str, priority: Priority | str, output: str, fields: dict[str, Any], *, hostname: str,
                    tags: Iterable[str] = (), time_ns: int | None = None) -> Alert:
     """An alert about the sensor itself (source "internal")."""
-    return Alert(rule=rule, priority=priority, source="internal",
+    return Alert(rule=rule, priority=Priority.parse(priority), source="internal",
                  time_ns=time.time_ns() if time_ns is None else time_ns, output=output,
                  output_fields=dict(fields), tags=list(tags), hostname=hostname)

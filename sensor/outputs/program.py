@@ -15,29 +15,18 @@ import shlex
 import shutil
 import signal
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sensor.config import Key, parse_duration
 from sensor.credentials import child_environment
 from sensor.errors import ConfigError, UnavailableError
-from sensor.outputs.channel import DeliveryError
-from sensor.outputs.render import FORMATS
-from sensor.outputs.spool import spool_keys
+from sensor.outputs.channel import DeliveryError, Encoder
+from sensor.outputs.settings import ProgramSettings
+
+if TYPE_CHECKING:
+    from sensor.outputs.build import BuildContext
 
 log = logging.getLogger("falconet.outputs")
 
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("program_output.enabled", bool, False, "Feed alerts to a program's standard input."),
-    Key("program_output.keep_alive", bool, False,
-        "One long-lived program fed line by line (true), or one program per alert (false)."),
-    Key("program_output.program", str, "",
-        "Shell command, e.g. \"jq '{text: .output}' | curl -d @- -X POST https://hooks.slack.com/...\"."),
-    Key("program_output.format", str, "", "text or json; empty: follow json_output.", choices=FORMATS),
-    Key("program_output.timeout", str, "30s",
-        "How long a per-alert program (keep_alive: false) may run before it is killed.",
-        check=parse_duration),
-    *spool_keys("program_output", False),
-)
 
 
 class ProgramTransport:
@@ -140,16 +129,10 @@ class ProgramTransport:
         self._reap()
 
 
-def from_config(cfg: Any, ctx: Any) -> tuple[ProgramTransport, Any] | None:
-    if not cfg.get("program_output.enabled"):
-        return None
-    program = cfg.get("program_output.program")
-    if not program:
-        raise ConfigError(f"{cfg.origin('program_output.program')}: 'program_output.program' is empty "
-                          f"while program_output is enabled", hint="set the shell command to run")
-    return (ProgramTransport(program, bool(cfg.get("program_output.keep_alive")),
-                             cfg.duration("program_output.timeout")),
-            ctx.renderer.line_encoder(cfg.get("program_output.format", "")))
+def transport(settings: ProgramSettings, ctx: BuildContext) -> tuple[ProgramTransport, Encoder]:
+    check(settings)
+    return (ProgramTransport(settings.program, settings.keep_alive, settings.timeout),
+            ctx.renderer.line_encoder(settings.format))
 
 
 # What /bin/sh runs itself: POSIX special and regular built-ins (and common ones) need no file.
@@ -187,13 +170,11 @@ def commands_of(program: str) -> list[str]:
     return words
 
 
-def check(cfg: Any) -> None:
+def check(settings: ProgramSettings) -> None:
     """Every command the program line names can be run: a path to an executable, a name on PATH,
     or a shell built-in."""
-    program = cfg.get("program_output.program")
-    if not program:
-        return                    # from_config says it is empty
-    where = f"'program_output.program' ({cfg.origin('program_output.program')})"
+    program = settings.program
+    where = f"'program_output.program' ({settings.origins('program_output.program')})"
     try:
         words = commands_of(program)
     except ValueError as e:

@@ -1,30 +1,22 @@
 """How the line channels (stdout, file, program, syslog, http) render an alert: Falco's text line or
-Falco's JSON alert (DESIGN.md §3, through sensor.engine.formatter), as configured.
+Falco's JSON alert (DESIGN.md §3, through sensor.alert), as configured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from sensor.alert import Alert, JsonOptions, alert_json, alert_text
-
-FORMATS = ("", "text", "json")
+from sensor.alert import Alert, alert_json, alert_text
+from sensor.outputs.settings import RenderSettings
 
 
 class Renderer:
     """The json_output / json_include_* / time_format_iso_8601 settings, applied to alerts."""
 
-    def __init__(self, cfg: Any) -> None:
-        self.json_default = bool(cfg.get("json_output", False))
-        self.iso_8601 = bool(cfg.get("time_format_iso_8601", False))
-        self.json_options = JsonOptions(
-            include_output=bool(cfg.get("json_include_output_property", True)),
-            include_tags=bool(cfg.get("json_include_tags_property", True)),
-            include_output_fields=bool(cfg.get("json_include_output_fields_property", True)),
-            include_message=bool(cfg.get("json_include_message_property", False)),
-            time_iso_8601=self.iso_8601,
-        )
+    def __init__(self, settings: RenderSettings) -> None:
+        self.json_default = settings.json_output
+        self.iso_8601 = settings.iso_8601
+        self.json_options = settings.json
 
     def is_json(self, fmt: str) -> bool:
         """A channel's `format`: "json", "text", or "" to follow json_output."""

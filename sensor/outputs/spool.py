@@ -49,7 +49,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sensor import securefile
-from sensor.config import Key, parse_size
 
 log = logging.getLogger("falconet.outputs")
 
@@ -60,22 +59,6 @@ _CURSOR = "cursor"
 _CURSOR_TMP = re.compile(r"cursor(\.[0-9]+\.[0-9a-f]+)?\.tmp")
 _NEW_FILE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def spool_keys(channel: str, enabled: bool, max_size: str = "256MiB") -> tuple[Key, ...]:
-    """The `spool` block every channel declares (DESIGN.md §6: every channel can spool)."""
-    return (
-        Key(f"{channel}.spool.enabled", bool, enabled,
-            "Queue this channel's alerts on disk instead of in memory: they survive a restart and "
-            "a long outage of the destination, and leave the spool only once delivered."),
-        Key(f"{channel}.spool.dir", str, "",
-            f"Spool directory; empty: <state_dir>/spool/{channel.removesuffix('_output')}."),
-        Key(f"{channel}.spool.max_size", str, max_size,
-            "Most disk space the spool may use; alerts that do not fit are dropped and counted.",
-            check=parse_size),
-        Key(f"{channel}.spool.fsync", bool, False,
-            "fsync every spooled alert, so that even a power cut loses none (slower)."),
-    )
 
 
 @dataclass(slots=True)

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from sensor.config import Key
 from sensor.errors import UnavailableError
-from sensor.outputs.channel import DeliveryError
-from sensor.outputs.spool import spool_keys
+from sensor.outputs.channel import DeliveryError, Encoder
+from sensor.outputs.settings import StdoutSettings
 
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("stdout_output.enabled", bool, True, "Print alerts on standard output."),
-    *spool_keys("stdout_output", False),
-)
+if TYPE_CHECKING:
+    from sensor.outputs.build import BuildContext
 
 
 class StdoutTransport:
@@ -53,13 +50,13 @@ class StdoutTransport:
             pass
 
 
-def from_config(cfg: Any, ctx: Any) -> tuple[StdoutTransport, Any] | None:
-    if not cfg.get("stdout_output.enabled"):
-        return None
+def transport(settings: StdoutSettings, ctx: BuildContext) -> tuple[StdoutTransport, Encoder]:
+    if ctx.stdout is None:          # the sensor's own stdout, not a stream it was given
+        check()
     return StdoutTransport(ctx.stdout, ctx.unbuffered), ctx.renderer.line_encoder("")
 
 
-def check(cfg: Any) -> None:
+def check() -> None:
     """Standard output is open (`falconet run >&-` closes it)."""
     try:
         os.fstat(sys.stdout.fileno())

@@ -6,27 +6,22 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sensor.alert import Alert
-from sensor.config import Key
 from sensor.errors import UnavailableError
-from sensor.outputs.channel import DeliveryError
-from sensor.outputs.render import FORMATS
-from sensor.outputs.spool import spool_keys
+from sensor.outputs.channel import DeliveryError, Encoder
+from sensor.outputs.settings import SyslogSettings
 
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("syslog_output.enabled", bool, False,
-        "Send alerts to the local syslog daemon (through syslog_output.address)."),
-    Key("syslog_output.address", str, "/dev/log", "The syslog daemon's Unix datagram socket."),
-    Key("syslog_output.format", str, "", "text or json; empty: follow json_output.", choices=FORMATS),
-    *spool_keys("syslog_output", False),
-)
+if TYPE_CHECKING:
+    from sensor.outputs.build import BuildContext
+
 
 FACILITY_USER = 1
 
 
-def syslog_encoder(render: Any, ident: str = "falconet") -> Any:
+def syslog_encoder(render: Callable[[Alert], str], ident: str = "falconet") -> Encoder:
     """An encoder producing `<PRI>Mmm dd hh:mm:ss ident[pid]: message`, as glibc's syslog(3)."""
     pid = os.getpid()
 
@@ -73,19 +68,17 @@ class SyslogTransport:
             sock.close()
 
 
-def from_config(cfg: Any, ctx: Any) -> tuple[SyslogTransport, Any] | None:
-    if not cfg.get("syslog_output.enabled"):
-        return None
-    fmt = cfg.get("syslog_output.format", "")
+def transport(settings: SyslogSettings, ctx: BuildContext) -> tuple[SyslogTransport, Encoder]:
+    check(settings)
+    fmt = settings.format
     renderer = ctx.renderer
-    return (SyslogTransport(cfg.get("syslog_output.address")),
-            syslog_encoder(lambda a: renderer.render(a, fmt)))
+    return SyslogTransport(settings.address), syslog_encoder(lambda a: renderer.render(a, fmt))
 
 
-def check(cfg: Any) -> None:
+def check(settings: SyslogSettings) -> None:
     """A syslog daemon listens on syslog_output.address (a container seldom has /dev/log)."""
-    address = cfg.get("syslog_output.address")
-    where = f"'syslog_output.address' {address} ({cfg.origin('syslog_output.address')})"
+    address = settings.address
+    where = f"'syslog_output.address' {address} ({settings.origins('syslog_output.address')})"
     hint = ("start a syslog daemon (rsyslog, or systemd-journald's /dev/log), mount its socket, or set "
             "syslog_output.enabled=false")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

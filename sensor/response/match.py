@@ -32,7 +32,7 @@ class AlertMatch:
     condition_text: str | None = None
     _rule_re: re.Pattern[str] | None = None
     _max_severity: Priority = Priority.DEBUG
-    _static: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    _static: dict[tuple[str, str, Priority], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rules:

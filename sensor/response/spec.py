@@ -7,20 +7,20 @@ max_per_minute}. `do` names an action class in ACTIONS; `with` is checked agains
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Protocol
 
 from sensor.alert import Priority
-from sensor.config import parse_duration
+from sensor.config_keys import Origins, parse_duration
+from sensor.engine import compile_filter
 from sensor.errors import ConfigError
 from sensor.response.kill import KillProcess
 from sensor.response.kube import DeletePod, IsolatePod, LabelPod
 from sensor.response.match import AlertMatch
 from sensor.response.params import coerce
 from sensor.response.program import RunProgram
+from sensor.response.settings import ResponseSettings
 from sensor.response.webhook import HttpPost
 
 ACTIONS: dict[str, Any] = {cls.do: cls for cls in
@@ -43,68 +43,41 @@ class ActionSpec:
     where: str
 
 
+class RuleVocabulary(Protocol):
+    """What a match.condition may use of the loaded rules (a sensor.engine Ruleset): their lists,
+    macros and context values (evt.hostname)."""
+
+    @property
+    def lists(self) -> Mapping[str, list[str]]: ...
+
+    @property
+    def macros(self) -> Mapping[str, Any]: ...
+
+    @property
+    def context(self) -> Mapping[str, Any]: ...
+
+
 class _Locator:
-    """file:line of an action item and of the keys inside it, from the config file's YAML nodes.
+    """Where an action item, or a key or list element inside it, was written: its file and line
+    (sensor.config records the position of every value), or the `-o` that set it and the item."""
 
-    Config.origin() gives the line of the `actions:` key; composing the file again finds the
-    finer lines. For `-o` overrides the override itself and the item's index are the location.
-    """
-
-    def __init__(self, cfg: Any) -> None:
-        self.origin = cfg.origin("response.actions")
-        self.fname = ""
-        self.items: list[yaml.Node] = []
-        fname, _, line = self.origin.rpartition(":")
-        if self.origin.startswith("-o") or not fname or not line.isdigit():
-            return
-        try:
-            root = yaml.compose(Path(fname).read_text(), Loader=yaml.SafeLoader)
-        except (OSError, yaml.YAMLError):
-            return
-        pair = _pair(root, "response")
-        pair = _pair(pair[1], "actions") if pair else None
-        if pair and isinstance(pair[1], yaml.SequenceNode):
-            self.fname, self.items = fname, pair[1].value
+    def __init__(self, origins: Origins) -> None:
+        self.origins = origins
 
     def item(self, i: int, *path: str | int) -> str:
-        """Where item `i`, or the key (or list element) at `path` inside it, is written."""
-        if i >= len(self.items):
-            return f"{self.origin} (response.actions[{i}])"
-        node: yaml.Node = self.items[i]
-        line = node.start_mark.line
-        for step in path:
-            if isinstance(step, int):
-                if not isinstance(node, yaml.SequenceNode) or step >= len(node.value):
-                    break
-                node = node.value[step]
-                line = node.start_mark.line
-                continue
-            pair = _pair(node, step)
-            if pair is None:
-                break
-            line = pair[0].start_mark.line
-            node = pair[1]
-        return f"{self.fname}:{line + 1}"
+        dotted = f"response.actions[{i}]" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+        where = self.origins(dotted)
+        return where if Origins.in_file(where) else f"{where} (response.actions[{i}])"
 
 
-def _pair(node: yaml.Node | None, key: str) -> tuple[yaml.Node, yaml.Node] | None:
-    """The (key node, value node) of `key` in a mapping node."""
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    for k, v in node.value:
-        if k.value == key:
-            return k, v
-    return None
-
-
-def parse_actions(cfg: Any, ruleset: Any = None) -> list[ActionSpec]:
+def parse_actions(settings: ResponseSettings, ruleset: RuleVocabulary | None = None) -> list[ActionSpec]:
     """Every item of response.actions as an ActionSpec; ConfigError listing every invalid one.
 
     `ruleset`: the loaded rules, whose lists and macros a match.condition may use as a rule's
     condition can.
     """
-    raw = cfg.get("response.actions", []) or []
-    loc = _Locator(cfg)
+    raw = settings.actions
+    loc = _Locator(settings.origins)
     errors: list[str] = []
     specs: list[ActionSpec] = []
     names: dict[str, str] = {}
@@ -124,7 +97,8 @@ def parse_actions(cfg: Any, ruleset: Any = None) -> list[ActionSpec]:
     return specs
 
 
-def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str], ruleset: Any = None) -> ActionSpec | None:
+def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str],
+                ruleset: RuleVocabulary | None = None) -> ActionSpec | None:
     where = loc.item(i)
     if not isinstance(item, dict):
         errors.append(f"{where}: response action must be a mapping with name, match and do; "
@@ -165,7 +139,7 @@ def _parse_item(i: int, item: Any, loc: _Locator, errors: list[str], ruleset: An
         return None
     if cls is None or match is None:
         return None
-    return ActionSpec(name=name, do=do, match=match, params=params, cooldown=cooldown,
+    return ActionSpec(name=name, do=cls.do, match=match, params=params, cooldown=cooldown,
                       max_per_minute=max_pm, where=where)
 
 
@@ -200,7 +174,7 @@ def _parse_with(i: int, given: Any, cls: Any, label: str, loc: _Locator,
 
 
 def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str],
-                 ruleset: Any = None) -> AlertMatch | None:
+                 ruleset: RuleVocabulary | None = None) -> AlertMatch | None:
     if given is None:
         errors.append(f"{loc.item(i)}: {label} needs a `match` block (rules, priority, tags, sources, "
                       "condition); an action never runs on every alert by accident")
@@ -250,9 +224,7 @@ def _parse_match(i: int, given: Any, label: str, loc: _Locator, errors: list[str
 
 
 def _compile(text: str, sources: tuple[str, ...], where: str, label: str,
-             errors: list[str], ruleset: Any = None) -> dict[str, Any]:
-    from sensor.engine import compile_filter
-
+             errors: list[str], ruleset: RuleVocabulary | None = None) -> dict[str, Any]:
     out = {}
     for source in sources:
         if source == "internal":
@@ -260,9 +232,9 @@ def _compile(text: str, sources: tuple[str, ...], where: str, label: str,
                           "(they have no event); drop 'internal' from match.sources")
             continue
         try:
-            out[source] = compile_filter(text, source, lists=getattr(ruleset, "lists", None),
-                                         macros=getattr(ruleset, "macros", None),
-                                         context=getattr(ruleset, "context", None))
+            out[source] = compile_filter(text, source, lists=ruleset.lists if ruleset else None,
+                                         macros=ruleset.macros if ruleset else None,
+                                         context=ruleset.context if ruleset else None)
         except Exception as e:  # the engine's errors vary by stage; all of them mean "fix the text"
             errors.append(f"{where}: {label}: match.condition does not compile for source "
                           f"{source}: {e}")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sensor.alert import Alert
+from sensor.response.kube import api_client
 from sensor.response.limits import Cooldown, RateLimit
 from sensor.response.records import DONE, FAILED, SKIPPED, Outcome, failed, record, skipped
 from sensor.response.spec import ACTIONS, ActionSpec
@@ -48,8 +49,6 @@ class ActionContext:
 
     def kube_client(self) -> Any:
         if self._kube is None:
-            from sensor.response.kube import api_client
-
             self._kube = api_client(self.kubeconfig)
         return self._kube
 

@@ -20,6 +20,7 @@ Recordings made before contexts existed (every event in full) read as they alway
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import IO, Any
 from sensor.errors import FalconetError
 from sensor.event import Event, RecordedEvent
 from sensor.jsontext import DecodeError, loads
+from sensor.sources.k8s_audit.decode import events_from_json
 
 BATCH = 512
 
@@ -47,8 +49,6 @@ def parse_line(obj: Any, where: str, num: int) -> list[Event]:
             raise ReplayError(f"{where}: 'source' must be a string")
         return [RecordedEvent(source, fields, num)]
     if isinstance(obj, list) or (isinstance(obj, dict) and obj.get("kind") in ("Event", "EventList")):
-        from sensor.sources.k8s_audit import events_from_json
-
         try:
             events = events_from_json(obj)
         except ValueError as e:
@@ -181,8 +181,6 @@ class ReplaySource:
 
     def start(self) -> None:
         if str(self.path) == "-":
-            import sys
-
             self._stream = sys.stdin
         else:
             try:

@@ -14,80 +14,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sensor.config import Config, Key, parse_size
 from sensor.errors import ConfigError, UnavailableError
 from sensor.event import SyscallEvent
-
-
-def _known_syscalls(names: list[str]) -> list[str]:
-    from sensor.syscalls import BY_NAME
-
-    unknown = [n for n in names if n not in BY_NAME or BY_NAME[n].nr is None]
-    if unknown:
-        raise ValueError(f"not syscalls the capture knows: {', '.join(unknown)}")
-    return names
-
-
-def _positive(v: int) -> int:
-    if v <= 0:
-        raise ValueError("must be a positive number")
-    return v
-
-
-CONFIG_KEYS: tuple[Key, ...] = (
-    Key("syscall.ring_buffer_size", str, "16MiB",
-        "Kernel ring buffer for syscall events (a power of two, at least 64KiB). Records that do "
-        "not fit are dropped in the kernel, counted per CPU and reported as event drops.",
-        check=parse_size),
-    Key("syscall.batch", int, 4096, "Most records read from the ring buffer per poll."),
-    Key("syscall.read_env", bool, True,
-        "Read each program's environment at exec (proc.env); false saves memory and time."),
-    Key("syscall.kernel_filter", bool, True,
-        "Drop in the kernel the events no loaded rule can match, judged from the rules' conditions "
-        "by what the probe can read (result, open flags, euid, process name, host or container, "
-        "the fd's type, protocol, addresses and ports, paths); events the process and fd state "
-        "need are kept. false sends every event of every attached syscall to the rules."),
-    Key("syscall.unfiltered_syscalls", list, [],
-        "Syscalls whose every event reaches the rules even with the kernel filter on (e.g. "
-        "[connect, sendto]).", items=str, check=_known_syscalls),
-    Key("syscall.process_budget", int, 20000,
-        "Records per second one process may add to the ring buffer once a quarter of it is "
-        "waiting; what is over is dropped, counted, and reported in an alert that names the "
-        "process, so that one process cannot blind the sensor to the others.", check=_positive),
-    Key("syscall.cgroup_budget", int, 50000,
-        "The same budget for all processes of one cgroup (container) together.", check=_positive),
-    Key("syscall.unimplemented_syscalls", str, "skip",
-        "Syscalls the rules name that this kernel was built without (no tracepoint; they can only "
-        "fail with ENOSYS, e.g. init_module without module support): skip them (a warning at "
-        "start-up names them), or capture the attempts through the raw sys_enter hook, which every "
-        "syscall then passes through (about 10% on a syscall-heavy load such as redis).",
-        choices=("capture", "skip")),
-    Key("syscall.container_sockets", list, ["/var/run/docker.sock", "/run/podman/podman.sock",
-                                            "/var/run/crio/crio.sock"],
-        "Container runtime API sockets asked for a container's name, image, pod, privileged flag "
-        "and mounts: Docker's Engine API (Podman serves it too), or CRI-O's inspect API on a socket "
-        "named crio.sock.", items=str),
-    Key("syscall.print_bpf", bool, False,
-        "Log the final BPF program text and its -D flags when the capture starts "
-        "(also: FALCONET_PRINT_BPF=1)."),
-)
+from sensor.sources.settings import SyscallSettings
 
 log = logging.getLogger("falconet.capture")
 MIN_RING = 64 * 1024
 FLOOD_RULE = "Falconet internal: syscall event flood"
 
 
-def predicates(cfg: Config, ruleset: Any) -> dict[str, Any] | None:
+def predicates(settings: SyscallSettings, ruleset: Any) -> dict[str, Any] | None:
     """What each event type must look like for a rule to match it, as plain data (None: the
     kernel filter is off)."""
-    if ruleset is None or not cfg.get("syscall.kernel_filter", True):
+    if ruleset is None or not settings.kernel_filter:
         return None
     from sensor.engine.kernel_filter import derive, to_data
 
     return {t: to_data(p) for t, p in derive(ruleset).items()}
 
 
-def describe(cfg: Config, ruleset: Any) -> list[str]:
+def describe(settings: SyscallSettings, ruleset: Any) -> list[str]:
     """What `falconet run --dry-run` prints about the syscall source: per syscall it would attach,
     what the kernel keeps. Needs neither root nor bcc."""
     from sensor.capture import kfilter, loader, syscalls
@@ -95,12 +41,12 @@ def describe(cfg: Config, ruleset: Any) -> list[str]:
     types = ruleset.event_types("syscall") if ruleset is not None else None
     selected, _unknown = syscalls.select(types)
     skipped = []
-    if cfg.get("syscall.unimplemented_syscalls", "skip") != "capture":
+    if not settings.capture_unimplemented:
         skipped = [s.name for s in selected if not loader.has_tracepoint(s.tracepoint)]
         selected = [s for s in selected if s.name not in skipped]
-    on = bool(cfg.get("syscall.kernel_filter", True))
-    tables = kfilter.build(selected, predicates(cfg, ruleset) or {}, enabled=on,
-                           unfiltered=cfg.get("syscall.unfiltered_syscalls", ()))
+    on = settings.kernel_filter
+    tables = kfilter.build(selected, predicates(settings, ruleset) or {}, enabled=on,
+                           unfiltered=settings.unfiltered_syscalls)
     head = "Syscall kernel filter: " + ("on" if on else "off (every event reaches the rules)")
     lines = [head] + [f"  {line}" for line in _lines(tables)]
     return lines + [f"  {name}: not captured: this kernel has no tracepoint for it" for name in skipped]
@@ -151,29 +97,27 @@ class SyscallSource:
     name = "syscall"
     source = "syscall"
 
-    def __init__(self, cfg: Config, ruleset: Any, *, all_events: bool = False) -> None:
+    def __init__(self, settings: SyscallSettings, ruleset: Any, *, all_events: bool = False) -> None:
         """`all_events`: hand out every event captured (for `falconet capture`), not only the
         types the rules match; the capture set is the same."""
         from sensor.capture.session import Capture, CaptureOptions
 
         types = ruleset.event_types("syscall") if ruleset is not None else None
-        ring = cfg.size("syscall.ring_buffer_size")
+        ring = settings.ring_buffer_size
         if ring < MIN_RING or ring & (ring - 1):
-            raise ConfigError(f"{cfg.origin('syscall.ring_buffer_size')}: syscall.ring_buffer_size "
+            raise ConfigError(f"{settings.origins('syscall.ring_buffer_size')}: syscall.ring_buffer_size "
                               f"must be a power of two of at least 64KiB, got {ring} bytes",
                               hint="e.g. 8MiB or 16MiB")
         emit = None
         if not all_events and types is not None:
             emit = frozenset(types)
-        self.print_bpf = bool(cfg.get("syscall.print_bpf")) or os.environ.get("FALCONET_PRINT_BPF") == "1"
+        self.print_bpf = settings.print_bpf or os.environ.get("FALCONET_PRINT_BPF") == "1"
         self.capture = Capture(CaptureOptions(
-            event_types=types, emit=emit, ringbuf_bytes=ring, batch=int(cfg.get("syscall.batch", 4096)),
-            raw_hook=cfg.get("syscall.unimplemented_syscalls", "skip") == "capture",
-            read_env=bool(cfg.get("syscall.read_env", True)),
-            runtime_sockets=tuple(cfg.get("syscall.container_sockets", ())),
-            predicates=predicates(cfg, ruleset), unfiltered=tuple(cfg.get("syscall.unfiltered_syscalls", ())),
-            process_budget=int(cfg.get("syscall.process_budget", 20000)),
-            cgroup_budget=int(cfg.get("syscall.cgroup_budget", 50000)), print_bpf=self.print_bpf))
+            event_types=types, emit=emit, ringbuf_bytes=ring, batch=settings.batch,
+            raw_hook=settings.capture_unimplemented, read_env=settings.read_env,
+            runtime_sockets=settings.container_sockets, predicates=predicates(settings, ruleset),
+            unfiltered=settings.unfiltered_syscalls, process_budget=settings.process_budget,
+            cgroup_budget=settings.cgroup_budget, print_bpf=self.print_bpf))
         self.unknown_types = self.capture.unknown_types
         self.finished = False
         self._started = False
@@ -251,11 +195,11 @@ class SyscallSource:
         """events; drops (what the kernel could not hand over: drops_ring, the ring buffer was
         full, per CPU in drops_cpuN; drops_regs, arguments unreadable); unread (left in the ring
         at stop); filtered; and the capture's other counters. Still answered after stop()."""
-        out = self.capture.stats()
-        per_cpu = out.pop("drops_by_cpu", None)
+        out: dict[str, Any] = self.capture.stats()
+        per_cpu: list[int] | None = out.pop("drops_by_cpu", None)      # the capture's final counts
         if per_cpu is None:
             per_cpu = self.capture.kernel_counters().get("drops", [])
-        for cpu, n in enumerate(per_cpu):         # type: ignore[arg-type]
+        for cpu, n in enumerate(per_cpu):
             if n:
                 out[f"drops_cpu{cpu}"] = n
         return out

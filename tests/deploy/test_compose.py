@@ -287,18 +287,21 @@ def test_sensor_configuration_loads_and_its_response_actions_are_valid() -> None
     cfg = sensor_config()
     assert cfg.get("fluent_output.shared_key") == env_file()["FLUENT_SHARED_KEY"]
     spec = pytest.importorskip("sensor.response.spec")
-    actions = spec.parse_actions(cfg)
+    from sensor.response.settings import ResponseSettings
+
+    response = ResponseSettings.from_config(cfg)
+    actions = spec.parse_actions(response)
     assert actions and all(a.do in spec.ACTIONS for a in actions)
-    assert cfg.get("response.dry_run") is True, "the lab arms response only when asked (docs/lab.md)"
+    assert response.dry_run is True, "the lab arms response only when asked (docs/lab.md)"
     svc = services()["sensor"]
     rules_mount = [t for s, t, _ in mounts(svc) if s == "./sensor/rules.d"]
     assert rules_mount and Path(rules_mount[0]) in cfg.rules_files()
 
 
 def test_sensor_healthcheck_asks_the_sensor_webserver() -> None:
-    from sensor.webserver import CONFIG_KEYS
+    from sensor import config
 
-    defaults = {k.path: k.default for k in CONFIG_KEYS}
+    defaults = {path: k.default for path, k in config.schema().items()}
     cfg = sensor_config()
     assert cfg.get("webserver.enabled") is True
     url = f"http://127.0.0.1:{cfg.get('webserver.listen_port')}{cfg.get('webserver.k8s_healthz_endpoint')}"

@@ -177,9 +177,9 @@ def test_labels_are_defined_once_and_used_and_plugin_ids_are_unique() -> None:
 
 
 def test_the_forward_input_listens_where_the_sensor_sends() -> None:
-    from sensor.outputs.fluent import CONFIG_KEYS
+    from sensor import config
 
-    sensor_port = next(k.default for k in CONFIG_KEYS if k.path == "fluent_output.port")
+    sensor_port = config.schema()["fluent_output.port"].default
     src = forward_source(conf())
     assert int(src.get("port") or 0) == es_assets.FORWARD_PORT == sensor_port
     assert src.get("bind") == "0.0.0.0"
@@ -187,9 +187,9 @@ def test_the_forward_input_listens_where_the_sensor_sends() -> None:
 
 
 def test_alerts_go_to_the_alerts_data_stream_through_the_pipeline_with_event_id_as_id() -> None:
-    from sensor.outputs.fluent import CONFIG_KEYS
+    from sensor import config
 
-    sensor_tag = next(k.default for k in CONFIG_KEYS if k.path == "fluent_output.tag")
+    sensor_tag = config.schema()["fluent_output.tag"].default
     assert sensor_tag == es_assets.ALERTS_TAG
     out = output_for(sensor_tag)
     assert out.type == "elasticsearch"

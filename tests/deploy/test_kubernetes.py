@@ -203,9 +203,9 @@ def test_sensor_mounts_host_paths_read_only_and_its_state_survives_the_pod() -> 
     for name, path in host.items():
         assert mounts[name]["mountPath"] == path
         assert bool(mounts[name].get("readOnly")) is (path != "/var/lib/falconet"), name
-    from sensor.config import CONFIG_KEYS as CORE_KEYS
+    from sensor import config
 
-    state_dir = next(k.default for k in CORE_KEYS if k.path == "state_dir")
+    state_dir = config.schema()["state_dir"].default
     assert host[mounts_by_path()[state_dir]] == state_dir
 
 
@@ -225,9 +225,12 @@ def test_sensor_loads_its_config_and_the_local_rules_from_configmaps(tmp_path: P
     rules_cm = k8s_object("ConfigMap", volume["configMap"]["name"])
     assert all(name.endswith(".yaml") for name in rules_cm["data"])
     spec = pytest.importorskip("sensor.response.spec")
-    actions = spec.parse_actions(cfg)
+    from sensor.response.settings import ResponseSettings
+
+    response = ResponseSettings.from_config(cfg)
+    actions = spec.parse_actions(response)
     assert {a.do for a in actions} <= set(spec.ACTIONS)
-    assert cfg.get("response.dry_run") is True
+    assert response.dry_run is True
 
 
 def service_for(host: str, port: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -319,9 +322,9 @@ def test_fluentd_keeps_its_buffer_on_a_volume_big_enough_for_both_outputs() -> N
 
 
 def test_probes_ask_the_sensor_webserver_and_the_fluentd_monitor() -> None:
-    from sensor.webserver import CONFIG_KEYS
+    from sensor import config
 
-    web = {k.path: k.default for k in CONFIG_KEYS}
+    web = {path: k.default for path, k in config.schema().items()}
     for kind, name in (("DaemonSet", "falconet-sensor"), ("Deployment", "falconet-audit-webhook")):
         (c,) = pod_spec(kind, name)["containers"]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}

@@ -49,7 +49,7 @@ def test_state_config_and_hardening() -> None:
     from sensor import config
 
     svc = unit()["Service"]
-    defaults = {k.path: k.default for k in config.CONFIG_KEYS}
+    defaults = {path: k.default for path, k in config.schema().items()}
     assert svc["StateDirectory"] == ["falconet"] and defaults["state_dir"] == "/var/lib/falconet"
     assert svc["StateDirectoryMode"] == ["0700"] and svc["UMask"] == ["0077"]
     assert svc["ExecStart"] == ["/opt/falconet/bin/falconet -c /etc/falconet/falconet.yaml"]

@@ -25,7 +25,7 @@ from conftest import ROOT, compat_file
 from cryptography import x509
 
 from sensor.engine import load_rules
-from sensor.sources.k8s_audit import events_from_json
+from sensor.sources.k8s_audit.decode import events_from_json
 
 AUDIT_DIR = ROOT / "deploy" / "kubernetes" / "audit"
 POLICY = AUDIT_DIR / "audit-policy.yaml"

@@ -13,7 +13,7 @@ from conftest import ROOT, compat_file
 
 from sensor.alert import Priority
 from sensor.engine import load_rules
-from sensor.sources.k8s_audit import events_from_json
+from sensor.sources.k8s_audit.decode import events_from_json
 
 DATA = ROOT / "tests" / "data" / "k8s_audit"
 OURS = ROOT / "rules" / "k8s_audit_rules.yaml"

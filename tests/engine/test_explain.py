@@ -20,7 +20,7 @@ from sensor.engine import ast, compile_filter, load_rules
 from sensor.engine.explain import NO_VALUE, Result, RuleExplainer
 from sensor.engine.fields import resolve
 from sensor.event import RecordedEvent
-from sensor.sources.k8s_audit import events_from_json
+from sensor.sources.k8s_audit.decode import events_from_json
 
 PRELUDE = """\
 - list: shells

@@ -11,6 +11,7 @@ import pytest
 from fakes.tls import TlsFiles, make_tls_files
 
 from sensor.alert import Alert
+from sensor.outputs.settings import OutputSettings
 
 # 2024-03-01T12:34:56.123456789Z
 T0 = 1_709_296_496_123_456_789
@@ -65,9 +66,10 @@ TEXT_5_ISO = ("2024-03-01T12:34:56.123456794+0000: Notice A shell was spawned in
               "(user=root shell=bash pid=5)")
 
 
-def load_cfg(tmp_path: Path, *overrides: str) -> Any:
-    """A configuration with every channel off, state under tmp_path, and these overrides."""
+def output_settings(tmp_path: Path, *overrides: str) -> OutputSettings:
+    """The outputs' settings of a configuration with every channel off, state under tmp_path, and
+    these overrides."""
     from sensor import config
 
-    return config.load(None, ["stdout_output.enabled=false", "webserver.enabled=false",
-                              f"state_dir={tmp_path / 'state'}", *overrides])
+    return OutputSettings.from_config(config.load(None, ["stdout_output.enabled=false", "webserver.enabled=false",
+                                                         f"state_dir={tmp_path / 'state'}", *overrides]))

@@ -10,20 +10,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sensor import outputs
+from sensor.outputs.build import build_outputs
 from sensor.outputs.channel import Channel, DeliveryError
 from sensor.outputs.dispatch import Outputs
 from sensor.outputs.queue import MemoryQueue
 
-from .conftest import load_cfg, make_alert, wait_until
+from .conftest import make_alert, output_settings, wait_until
 
 
 def test_every_channel_gets_every_alert(tmp_path: Path) -> None:
     a, b = tmp_path / "a.jsonl", tmp_path / "b.txt"
-    cfg = load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={a}", "file_output.format=json",
-                   "program_output.enabled=true", f"program_output.program=cat >> {b}",
-                   "program_output.keep_alive=true", "program_output.format=text")
-    out = outputs.build(cfg)
+    settings = output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={a}",
+                               "file_output.format=json", "program_output.enabled=true",
+                               f"program_output.program=cat >> {b}", "program_output.keep_alive=true",
+                               "program_output.format=text")
+    out = build_outputs(settings)
     assert [ch.name for ch in out.channels] == ["file", "program"]
     for i in range(20):
         out.submit(make_alert(i))
@@ -36,8 +37,8 @@ def test_every_channel_gets_every_alert(tmp_path: Path) -> None:
 
 def test_static_fields_reach_every_alert_once(tmp_path: Path) -> None:
     a = tmp_path / "a.jsonl"
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={a}",
-                                 "file_output.format=json", "static_fields={env: prod, proc.name: other}"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={a}",
+                                        "file_output.format=json", "static_fields={env: prod, proc.name: other}"))
     internal = make_alert(2, source="internal", output_fields={})
     for alert in (make_alert(1), internal):
         out.submit(alert)
@@ -54,11 +55,12 @@ def test_drops_are_counted_and_reported(tmp_path: Path) -> None:
     import os
 
     os.mkfifo(blocked)                   # nobody reads it: the file channel blocks on open
-    cfg = load_cfg(tmp_path, "program_output.enabled=true", f"program_output.program=cat >> {report_file}",
-                   "program_output.keep_alive=true", "json_output=true", "program_output.spool.enabled=true",
-                   "file_output.enabled=true", f"file_output.filename={blocked}", "outputs_queue.capacity=5",
-                   "outputs_queue.report_interval=0s")
-    out = outputs.build(cfg)
+    settings = output_settings(tmp_path, "program_output.enabled=true",
+                               f"program_output.program=cat >> {report_file}", "program_output.keep_alive=true",
+                               "json_output=true", "program_output.spool.enabled=true", "file_output.enabled=true",
+                               f"file_output.filename={blocked}", "outputs_queue.capacity=5",
+                               "outputs_queue.report_interval=0s")
+    out = build_outputs(settings)
     for i in range(12):
         out.submit(make_alert(i))
     file_ch = next(ch for ch in out.channels if ch.name == "file")
@@ -108,14 +110,14 @@ def test_a_reload_hands_queued_alerts_to_the_new_channels(tmp_path: Path) -> Non
     left = old.close(timeout=0, keep=True)
     assert {k: len(v) for k, v in left.items()} == {"file": 6}
     assert old.drops() == 0
-    new = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "json_output=true"))
+    new = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "json_output=true"))
     new.adopt(left)
     assert new.flush(10)
     new.close()
     assert [json.loads(line)["output_fields"]["proc.pid"] for line in path.read_text().splitlines()] == \
         [0, 1, 2, 3, 4, 5]
-    gone = outputs.build(load_cfg(tmp_path))
+    gone = build_outputs(output_settings(tmp_path))
     gone.adopt({"file": left["file"][:2]})
     assert gone.drops() == 2                        # a channel the reload turned off: counted
     gone.close()

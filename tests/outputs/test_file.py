@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from sensor import outputs
 from sensor.errors import ConfigError
+from sensor.outputs.build import build_outputs
 
-from .conftest import JSON_5, TEXT_5_ISO, load_cfg, make_alert, wait_until
+from .conftest import JSON_5, TEXT_5_ISO, make_alert, output_settings, wait_until
 
 
 @pytest.mark.parametrize("keep_alive", ["true", "false"])
 def test_appends_json_lines(tmp_path: Path, keep_alive: str) -> None:
     path = tmp_path / "alerts.jsonl"
     path.write_text("earlier line\n")
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "file_output.format=json", f"file_output.keep_alive={keep_alive}"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "file_output.format=json", f"file_output.keep_alive={keep_alive}"))
     out.submit(make_alert(5))
     out.submit(make_alert(6))
     assert out.flush(10)
@@ -33,15 +33,15 @@ def test_appends_json_lines(tmp_path: Path, keep_alive: str) -> None:
 
 def test_format_follows_json_output_unless_set(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "time_format_iso_8601=true"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "time_format_iso_8601=true"))
     out.submit(make_alert(5))
     out.flush(10)
     out.close()
     assert path.read_bytes() == (TEXT_5_ISO + "\n").encode()
     path2 = tmp_path / "b.txt"
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path2}",
-                                 "json_output=true", "file_output.format=text", "time_format_iso_8601=true"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path2}",
+                                        "json_output=true", "file_output.format=text", "time_format_iso_8601=true"))
     out.submit(make_alert(5))
     out.flush(10)
     out.close()
@@ -50,8 +50,8 @@ def test_format_follows_json_output_unless_set(tmp_path: Path) -> None:
 
 def test_reopen_after_logrotate_on_sigusr1(tmp_path: Path) -> None:
     path = tmp_path / "alerts.jsonl"
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "file_output.keep_alive=true", "json_output=true"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "file_output.keep_alive=true", "json_output=true"))
     old = signal.signal(signal.SIGUSR1, lambda *_: out.reopen())
     try:
         out.submit(make_alert(1))
@@ -75,8 +75,8 @@ def test_unwritable_file_is_retried_until_it_works(tmp_path: Path) -> None:
     # The directory is there at start-up (the start-up check wants it) and goes away afterwards.
     path = tmp_path / "gone-dir" / "alerts.txt"
     path.parent.mkdir()
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
     path.parent.rmdir()
     out.submit(make_alert(5))
     ch = out.channels[0]
@@ -91,14 +91,14 @@ def test_unwritable_file_is_retried_until_it_works(tmp_path: Path) -> None:
 
 def test_empty_filename_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'file_output\.filename' is empty"):
-        outputs.build(load_cfg(tmp_path, "file_output.enabled=true", "file_output.filename="))
+        build_outputs(output_settings(tmp_path, "file_output.enabled=true", "file_output.filename="))
 
 
 # -- hardening (finding 8): the file's name must not be a way to write as root elsewhere -------------
 
 def _deliver_one(tmp_path: Path, path: Path) -> tuple[bool, str]:
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "outputs_queue.retry_initial=10ms", "outputs_queue.retry_max=20ms"))
     out.submit(make_alert(5))
     ch = out.channels[0]
     ok = out.flush(0.5)
@@ -129,7 +129,7 @@ def test_a_world_writable_directory_is_refused_when_the_channel_is_built(tmp_pat
     shared.chmod(0o1777)
     with pytest.raises(ConfigError, match=r"file_output.filename.* is refused: its directory .*shared is "
                                           r"writable by every user"):
-        outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={shared / 'a.txt'}"))
+        build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={shared / 'a.txt'}"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file owned by another user")

@@ -84,14 +84,14 @@ def test_only_listed_rules_and_never_internal_alerts() -> None:
 
 
 def test_outputs_deliver_the_first_and_the_summary(tmp_path: Path) -> None:
-    from sensor import outputs
+    from sensor.outputs.build import build_outputs
 
-    from .conftest import load_cfg
+    from .conftest import output_settings
 
     path = tmp_path / "alerts.jsonl"
-    out = outputs.build(load_cfg(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
-                                 "json_output=true", "flood_control.enabled=true", "flood_control.window=0.2s",
-                                 "flood_control.key_fields=[proc.name]"))
+    out = build_outputs(output_settings(tmp_path, "file_output.enabled=true", f"file_output.filename={path}",
+                                        "json_output=true", "flood_control.enabled=true", "flood_control.window=0.2s",
+                                        "flood_control.key_fields=[proc.name]"))
     for i in range(100):
         out.submit(same(i))
     time.sleep(1.5)                                  # the housekeeping thread closes the window

@@ -9,16 +9,16 @@ from typing import Any
 from fakes.forward import EventTime, ForwardReceiver, Security, TlsTransport
 from fakes.tls import TlsFiles
 
-from sensor import outputs
 from sensor.ecs import to_ecs
+from sensor.outputs.build import build_outputs
 
-from .conftest import T0, load_cfg, make_alert, wait_until
+from .conftest import T0, make_alert, output_settings, wait_until
 
 
 def fluent(tmp_path: Path, port: int, *overrides: str) -> Any:
-    return outputs.build(load_cfg(tmp_path, "fluent_output.enabled=true", f"fluent_output.port={port}",
-                                  "outputs_queue.retry_initial=20ms", "outputs_queue.retry_max=100ms",
-                                  *overrides))
+    return build_outputs(output_settings(tmp_path, "fluent_output.enabled=true", f"fluent_output.port={port}",
+                                         "outputs_queue.retry_initial=20ms", "outputs_queue.retry_max=100ms",
+                                         *overrides))
 
 
 def test_ecs_documents_with_event_time_in_acked_chunks(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from fakes.forward import ForwardReceiver, Security
 from sensor import config as config_mod
 from sensor.outputs import fluentlog
 from sensor.outputs.forward import ForwardConnection
+from sensor.outputs.settings import FluentSettings
 
 
 def _wait(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -26,7 +27,7 @@ def test_log_records_arrive_as_ecs_documents_with_the_log_tag() -> None:
     with ForwardReceiver(security=Security("k", "fluentd")) as rx:
         cfg = config_mod.load(None, ["fluent_output.enabled=true", "fluent_output.host=127.0.0.1",
                                      f"fluent_output.port={rx.port}", "fluent_output.shared_key=k"])
-        handler = fluentlog.attach(cfg, "node-3", logger)
+        handler = fluentlog.attach(FluentSettings.from_config(cfg), "node-3", logger)
         assert handler is not None
         logger.info("capture attached to %d syscalls", 17)
         logger.debug("below log_level: not sent")
@@ -65,6 +66,6 @@ def test_fluentd_down_never_blocks_and_overflow_is_counted() -> None:
 
 
 def test_not_attached_without_fluent_output_or_log_tag() -> None:
-    assert fluentlog.attach(config_mod.load(None, []), "h") is None
+    assert fluentlog.attach(FluentSettings.from_config(config_mod.load(None, [])), "h") is None
     cfg = config_mod.load(None, ["fluent_output.enabled=true", "fluent_output.log_tag="])
-    assert fluentlog.attach(cfg, "h") is None
+    assert fluentlog.attach(FluentSettings.from_config(cfg), "h") is None

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from fakes.tls import TlsFiles
 
-from sensor import __version__, outputs
+from sensor import __version__
 from sensor.errors import ConfigError
+from sensor.outputs.build import build_outputs
 
-from .conftest import JSON_5, TEXT_5_ISO, load_cfg, make_alert, wait_until
+from .conftest import JSON_5, TEXT_5_ISO, make_alert, output_settings, wait_until
 from .http_collector import Collector
 
 
@@ -25,7 +26,7 @@ def plain() -> Any:
 
 
 def post(tmp_path: Path, *overrides: str, alerts: int = 1) -> Any:
-    out = outputs.build(load_cfg(tmp_path, "http_output.enabled=true", "outputs_queue.retry_initial=10ms",
+    out = build_outputs(output_settings(tmp_path, "http_output.enabled=true", "outputs_queue.retry_initial=10ms",
                                  "outputs_queue.retry_max=50ms", *overrides))
     for i in range(5, 5 + alerts):
         out.submit(make_alert(i))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sensor import outputs
+from sensor.outputs.build import build_outputs
 from sensor.outputs.program import ProgramTransport
 
-from .conftest import JSON_5, load_cfg, make_alert, wait_until
+from .conftest import JSON_5, make_alert, output_settings, wait_until
 
 
 def lines(path: Path) -> list[str]:
@@ -18,8 +18,8 @@ def lines(path: Path) -> list[str]:
 def test_keep_alive_feeds_one_process_line_by_line(tmp_path: Path) -> None:
     sink, pids = tmp_path / "got", tmp_path / "pids"
     program = f"echo $$ >> {pids}; while IFS= read -r line; do printf '%s\\n' \"$line\" >> {sink}; done"
-    out = outputs.build(load_cfg(tmp_path, "program_output.enabled=true", "program_output.keep_alive=true",
-                                 f"program_output.program={program}", "json_output=true"))
+    out = build_outputs(output_settings(tmp_path, "program_output.enabled=true", "program_output.keep_alive=true",
+                                        f"program_output.program={program}", "json_output=true"))
     for i in range(5, 10):
         out.submit(make_alert(i))
     assert out.flush(10)
@@ -32,8 +32,8 @@ def test_keep_alive_feeds_one_process_line_by_line(tmp_path: Path) -> None:
 def test_one_process_per_alert_gets_exactly_the_alert(tmp_path: Path) -> None:
     sink = tmp_path / "got"
     program = f"cat > {sink}.$$; echo $$ >> {tmp_path}/pids"
-    out = outputs.build(load_cfg(tmp_path, "program_output.enabled=true", "program_output.keep_alive=false",
-                                 f"program_output.program={program}", "json_output=true"))
+    out = build_outputs(output_settings(tmp_path, "program_output.enabled=true", "program_output.keep_alive=false",
+                                        f"program_output.program={program}", "json_output=true"))
     for i in range(5, 8):
         out.submit(make_alert(i))
     assert out.flush(10)
@@ -68,8 +68,8 @@ def test_exit_status_and_timeout_are_counted_not_retried(tmp_path: Path) -> None
 
 
 def test_program_output_inherits_stdout(tmp_path: Path, capfd: object) -> None:
-    out = outputs.build(load_cfg(tmp_path, "program_output.enabled=true",
-                                 "program_output.program=tr a-z A-Z", "json_output=true"))
+    out = build_outputs(output_settings(tmp_path, "program_output.enabled=true",
+                                        "program_output.program=tr a-z A-Z", "json_output=true"))
     out.submit(make_alert(5))
     assert out.flush(10)
     out.close()

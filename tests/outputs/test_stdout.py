@@ -10,16 +10,16 @@ import textwrap
 import time
 from pathlib import Path
 
-from sensor import outputs
+from sensor.outputs.build import build_outputs
 
-from .conftest import JSON_5, TEXT_5_ISO, load_cfg, make_alert
+from .conftest import JSON_5, TEXT_5_ISO, make_alert, output_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_stdout(tmp_path: Path, *overrides: str) -> bytes:
     buf = io.BytesIO()
-    out = outputs.build(load_cfg(tmp_path, "stdout_output.enabled=true", *overrides), stdout=buf)
+    out = build_outputs(output_settings(tmp_path, "stdout_output.enabled=true", *overrides), stdout=buf)
     out.submit(make_alert(5))
     assert out.flush(10)
     out.close()
@@ -49,10 +49,10 @@ def test_pipe_gets_each_alert_at_once(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT / 'tests')!r})
-        from outputs.conftest import make_alert, load_cfg
+        from outputs.conftest import make_alert, output_settings
         from pathlib import Path
-        from sensor import outputs
-        out = outputs.build(load_cfg(Path({str(tmp_path)!r}), "stdout_output.enabled=true"))
+        from sensor.outputs.build import build_outputs
+        out = build_outputs(output_settings(Path({str(tmp_path)!r}), "stdout_output.enabled=true"))
         out.submit(make_alert(5))
         time.sleep(30)
     """)

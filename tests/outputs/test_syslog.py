@@ -7,9 +7,9 @@ import re
 import socket
 from pathlib import Path
 
-from sensor import outputs
+from sensor.outputs.build import build_outputs
 
-from .conftest import JSON_5, TEXT_5_ISO, load_cfg, make_alert
+from .conftest import JSON_5, TEXT_5_ISO, make_alert, output_settings
 
 
 def listen(path: Path) -> socket.socket:
@@ -22,8 +22,8 @@ def listen(path: Path) -> socket.socket:
 def test_datagram_bytes_and_priorities(tmp_path: Path) -> None:
     dev_log = tmp_path / "log"
     server = listen(dev_log)
-    out = outputs.build(load_cfg(tmp_path, "syslog_output.enabled=true", f"syslog_output.address={dev_log}",
-                                 "time_format_iso_8601=true"))
+    out = build_outputs(output_settings(tmp_path, "syslog_output.enabled=true", f"syslog_output.address={dev_log}",
+                                        "time_format_iso_8601=true"))
     out.submit(make_alert(5))
     out.submit(make_alert(6, priority="Critical"))
     out.submit(make_alert(7, priority="Debug"))
@@ -41,8 +41,8 @@ def test_datagram_bytes_and_priorities(tmp_path: Path) -> None:
 def test_json_format_and_daemon_restart(tmp_path: Path) -> None:
     dev_log = tmp_path / "log"
     server = listen(dev_log)
-    out = outputs.build(load_cfg(tmp_path, "syslog_output.enabled=true", f"syslog_output.address={dev_log}",
-                                 "syslog_output.format=json", "outputs_queue.retry_initial=10ms"))
+    out = build_outputs(output_settings(tmp_path, "syslog_output.enabled=true", f"syslog_output.address={dev_log}",
+                                        "syslog_output.format=json", "outputs_queue.retry_initial=10ms"))
     out.submit(make_alert(5))
     assert out.flush(10)
     assert server.recv(65536).endswith(b"]: " + JSON_5.encode())

@@ -11,6 +11,7 @@ from sensor import config
 from sensor.alert import Alert
 from sensor.event import RecordedEvent
 from sensor.response import procfs
+from sensor.response.settings import ResponseSettings
 
 
 def alert(fields: dict[str, Any], rule: str = "Read sensitive file untrusted", priority: str = "Warning",
@@ -22,11 +23,11 @@ def alert(fields: dict[str, Any], rule: str = "Read sensitive file untrusted", p
                  hostname="testhost", event=ev)
 
 
-def load_config(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> config.Config:
-    """sensor.config.load() of `text` written to tmp_path/falconet.yaml."""
+def response_settings(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> ResponseSettings:
+    """The response settings of `text` written to tmp_path/falconet.yaml (and `overrides`)."""
     path = tmp_path / "falconet.yaml"
     path.write_text(text)
-    return config.load(path, overrides)
+    return ResponseSettings.from_config(config.load(path, overrides))
 
 
 class Records:

@@ -13,7 +13,7 @@ from sensor.response.spec import ActionSpec, parse_actions
 from sensor.response.worker import ResponseWorker
 from tests.fakes.kube_api import FakeKubeAPI
 
-from .helpers import Records, alert, load_config
+from .helpers import Records, alert, response_settings
 
 POD = {"k8s.ns.name": "shop", "k8s.pod.name": "web-7d4b9c-x2x9z", "proc.pid": 4242,
        "proc.name": "cat", "container.id": "0123456789ab"}
@@ -28,7 +28,7 @@ def api():
 
 
 def specs(tmp_path: Path, do: str, with_: str = "{}", extra: str = "") -> list[ActionSpec]:
-    cfg = load_config(tmp_path, f"""
+    settings = response_settings(tmp_path, f"""
 response:
   enabled: true
   actions:
@@ -38,7 +38,7 @@ response:
       with: {with_}
 {extra}
 """)
-    return parse_actions(cfg)
+    return parse_actions(settings)
 
 
 def run_one(tmp_path: Path, api: FakeKubeAPI, do: str, fields: dict, with_: str = "{}",
@@ -269,7 +269,7 @@ def test_audit_alerts_are_acted_on_only_for_the_rules_an_action_opts_in(tmp_path
 def test_naming_k8s_audit_in_match_sources_without_audit_rules_is_a_config_error(tmp_path):
     from sensor.errors import ConfigError
 
-    cfg = load_config(tmp_path, """
+    settings = response_settings(tmp_path, """
 response:
   enabled: true
   actions:
@@ -279,7 +279,7 @@ response:
 """)
     with pytest.raises(ConfigError, match=r"falconet.yaml:6: response action 'act': k8s_delete_pod acts on audit "
                                           r"alerts only for the rules named in with.audit_rules"):
-        parse_actions(cfg)
+        parse_actions(settings)
 
 
 @pytest.mark.parametrize(("ns", "name"), [

@@ -8,7 +8,7 @@ from sensor.errors import ConfigError
 from sensor.response.match import RECORD_RULE, AlertMatch
 from sensor.response.spec import parse_actions
 
-from .helpers import alert, load_config
+from .helpers import alert, response_settings
 
 
 def test_rule_globs():
@@ -48,14 +48,14 @@ def test_sources_and_internal_alerts():
 
 
 def _with_condition(tmp_path, condition: str, sources: str = "[syscall]") -> AlertMatch:
-    cfg = load_config(tmp_path, f"""
+    settings = response_settings(tmp_path, f"""
 response:
   actions:
     - name: c
       match: {{sources: {sources}, condition: "{condition}"}}
       do: kill_process
 """)
-    (spec,) = parse_actions(cfg)
+    (spec,) = parse_actions(settings)
     return spec.match
 
 
@@ -97,17 +97,17 @@ def test_condition_may_use_the_rules_lists_and_macros(tmp_path):
   condition: fd.name startswith /etc/
 """)
     ruleset = load_rules([rules])
-    cfg = load_config(tmp_path, """
+    settings = response_settings(tmp_path, """
 response:
   actions:
     - name: c
       match: {sources: [syscall], condition: "proc.name in (readers) and reads_etc"}
       do: kill_process
 """)
-    (spec,) = parse_actions(cfg, ruleset)
+    (spec,) = parse_actions(settings, ruleset)
     assert spec.match.matches(alert({"proc.name": "less", "fd.name": "/etc/shadow"}))
     assert not spec.match.matches(alert({"proc.name": "vim", "fd.name": "/etc/shadow"}))
     assert not spec.match.matches(alert({"proc.name": "cat", "fd.name": "/tmp/x"}))
     # without the rules, the macro is a name nobody defined: a load error naming the action
     with pytest.raises(ConfigError, match=r"response action 'c': match\.condition does not compile"):
-        parse_actions(cfg)
+        parse_actions(settings)

@@ -7,7 +7,7 @@ import pytest
 from sensor.errors import ConfigError
 from sensor.response.spec import parse_actions
 
-from .helpers import load_config
+from .helpers import response_settings
 
 GOOD = """\
 response:
@@ -28,15 +28,15 @@ response:
 
 
 def errors_of(tmp_path, text: str, overrides: tuple[str, ...] = ()) -> str:
-    cfg = load_config(tmp_path, text, overrides)
+    settings = response_settings(tmp_path, text, overrides)
     with pytest.raises(ConfigError) as err:
-        parse_actions(cfg)
+        parse_actions(settings)
     return str(err.value)
 
 
 def test_the_documented_example_loads(tmp_path):
-    cfg = load_config(tmp_path, GOOD)
-    kill, label = parse_actions(cfg)
+    settings = response_settings(tmp_path, GOOD)
+    kill, label = parse_actions(settings)
     assert (kill.name, kill.do, kill.cooldown, kill.max_per_minute) == (
         "kill-shadow-readers", "kill_process", 0.0, 60)
     assert kill.params == {"signal": "KILL", "tree": False}
@@ -126,9 +126,9 @@ def test_override_items_name_the_override(tmp_path):
 
 
 def test_override_items_load(tmp_path):
-    cfg = load_config(tmp_path, "", ("response.enabled=true",
-                                     'response.actions[]={name: k, match: {rules: ["A*"]}, do: kill_process, '
-                                     "with: {signal: 15, tree: true}}"))
-    (spec,) = parse_actions(cfg)
+    settings = response_settings(tmp_path, "", (
+        "response.enabled=true",
+        'response.actions[]={name: k, match: {rules: ["A*"]}, do: kill_process, with: {signal: 15, tree: true}}'))
+    (spec,) = parse_actions(settings)
     assert spec.params == {"signal": "15", "tree": True}
     assert spec.match.rules == ("A*",)

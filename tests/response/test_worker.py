@@ -14,13 +14,13 @@ from sensor.alert import Priority
 from sensor.response.spec import parse_actions
 from sensor.response.worker import ResponseWorker
 
-from .helpers import Records, alert, dead_within, event_fields, load_config
+from .helpers import Records, alert, dead_within, event_fields, response_settings
 
 
 def worker_for(tmp_path, actions: str, records: Records, dry_run: bool = False, capacity: int = 1000,
                exclude=("kube-system",)) -> ResponseWorker:
-    cfg = load_config(tmp_path, "response:\n  enabled: true\n  actions:\n" + actions)
-    w = ResponseWorker(parse_actions(cfg), records, dry_run=dry_run, capacity=capacity,
+    settings = response_settings(tmp_path, "response:\n  enabled: true\n  actions:\n" + actions)
+    w = ResponseWorker(parse_actions(settings), records, dry_run=dry_run, capacity=capacity,
                        exclude_namespaces=exclude, hostname="testhost")
     w.start()
     return w
@@ -173,8 +173,8 @@ def test_a_failing_sink_is_counted_not_raised(tmp_path, spawn):
     def sink(_):
         raise RuntimeError("outputs are gone")
 
-    cfg = load_config(tmp_path, "response:\n  enabled: true\n  actions:\n" + kill_action())
-    w = ResponseWorker(parse_actions(cfg), sink)
+    settings = response_settings(tmp_path, "response:\n  enabled: true\n  actions:\n" + kill_action())
+    w = ResponseWorker(parse_actions(settings), sink)
     w.start()
     p = spawn()
     w.submit(alert(event_fields(p.pid)))
@@ -185,11 +185,11 @@ def test_a_failing_sink_is_counted_not_raised(tmp_path, spawn):
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_build_follows_response_enabled(tmp_path, enabled):
-    from sensor.response import build
+    from sensor.response.build import build_response
 
-    cfg = load_config(tmp_path, f"response:\n  enabled: {str(enabled).lower()}\n  actions:\n"
-                      + kill_action())
-    w = build(cfg, Records())
+    settings = response_settings(tmp_path, f"response:\n  enabled: {str(enabled).lower()}\n  actions:\n"
+                                 + kill_action())
+    w = build_response(settings, Records())
     try:
         assert (w is not None) == enabled
     finally:
@@ -212,16 +212,16 @@ def test_program_gets_the_alert_json(tmp_path):
 
 
 def test_describe_for_the_dry_run(tmp_path):
-    from sensor.response import describe
+    from sensor.response.build import describe_response
 
-    cfg = load_config(tmp_path, "response:\n  enabled: true\n  dry_run: true\n  actions:\n"
-                      + kill_action(cooldown="30s"))
-    assert describe(cfg) == [
+    settings = response_settings(tmp_path, "response:\n  enabled: true\n  dry_run: true\n  actions:\n"
+                                 + kill_action(cooldown="30s"))
+    assert describe_response(settings) == [
         "Response: 1 action(s) (dry run: record only)",
         "Response action kill-shadow-readers: kill_process on rules ['Read sensitive file*'], "
         f"priority >= Warning; cooldown 30s, max 60/min ({tmp_path}/falconet.yaml:6)"]
-    off = load_config(tmp_path, "response:\n  enabled: false\n")
-    assert describe(off) == ["Response: off"]
+    off = response_settings(tmp_path, "response:\n  enabled: false\n")
+    assert describe_response(off) == ["Response: off"]
 
 
 def test_a_condition_that_raises_is_counted_and_the_engine_goes_on(tmp_path):

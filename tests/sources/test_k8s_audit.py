@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sensor.sources.k8s_audit import (
-    audit_event,
-    event_size,
-    events_from_json,
-    parse_listen,
-    rfc3339_ns,
-)
+from sensor.sources.k8s_audit.decode import audit_event, event_size, events_from_json, rfc3339_ns
+from sensor.sources.k8s_audit.settings import parse_listen
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s_audit"
 
@@ -118,15 +113,16 @@ def test_bad_listen_addresses_name_the_key(text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# make_sources: what the configuration turns on
+# build_sources: what the configuration turns on
 # ---------------------------------------------------------------------------------------------
 
 def configured(tmp_path: Path, *overrides: str):
     from sensor import config
-    from sensor.sources.k8s_audit import make_sources
+    from sensor.sources.k8s_audit.build import build_sources
+    from sensor.sources.k8s_audit.settings import K8sAuditSettings
 
     cfg = config.load(None, [f"state_dir={tmp_path}", *overrides])
-    return make_sources(cfg)
+    return build_sources(K8sAuditSettings.from_config(cfg))
 
 
 def test_no_audit_source_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

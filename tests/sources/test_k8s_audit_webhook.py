@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from sensor.errors import ConfigError, UnavailableError
-from sensor.sources.k8s_audit import Limits
 from sensor.sources.k8s_audit import certs as k8s_audit_certs
+from sensor.sources.k8s_audit.settings import Limits
 from sensor.sources.k8s_audit.webhook import WebhookSource
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "k8s_audit"
@@ -539,11 +539,12 @@ def test_by_default_a_token_is_required_and_an_unauthenticated_post_queues_nothi
 
 def test_the_configuration_turns_auth_off_only_when_asked_and_never_with_a_token(tmp_path) -> None:
     from sensor import config
-    from sensor.sources.k8s_audit import make_sources
+    from sensor.sources.k8s_audit.build import build_sources
+    from sensor.sources.k8s_audit.settings import K8sAuditSettings
 
     def hook(*overrides: str) -> WebhookSource:
         cfg = config.load(None, [f"state_dir={tmp_path}", "k8s_audit.webhook.enabled=true", *overrides])
-        return make_sources(cfg)[0]
+        return build_sources(K8sAuditSettings.from_config(cfg))[0]
 
     assert hook().require_token and hook().token is None            # generated at start
     assert not hook("k8s_audit.webhook.auth=none").require_token

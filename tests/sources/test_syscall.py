@@ -13,20 +13,24 @@ from sensor import config
 from sensor.engine import load_rules
 from sensor.errors import ConfigError, UnavailableError
 from sensor.sources import syscall
+from sensor.sources.settings import SyscallSettings
 from sensor.sources.syscall import SyscallSource
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "rules" / "falconet_rules.yaml"
 
+
+def settings(*overrides: str) -> SyscallSettings:
+    return SyscallSettings.from_config(config.load(None, list(overrides)))
+
 def test_the_dry_run_says_per_syscall_what_the_kernel_keeps() -> None:
     from conftest import compat_file
 
-    cfg = config.load(None, [])
-    lines = syscall.describe(cfg, load_rules([compat_file("falco_rules.yaml")]))
+    lines = syscall.describe(settings(), load_rules([compat_file("falco_rules.yaml")]))
     assert lines[0] == "Syscall kernel filter: on"
     assert "  sendto: nothing: no rule can match it, so it is not attached" in lines
     assert "  chdir: every event (the process and fd state need it)" in lines
-    off = syscall.describe(config.load(None, ["syscall.kernel_filter=false"]), load_rules([BUNDLED]))
+    off = syscall.describe(settings("syscall.kernel_filter=false"), load_rules([BUNDLED]))
     assert off[0].startswith("Syscall kernel filter: off")
     assert all("every event" in line or "not captured" in line for line in off[1:])
 
@@ -42,22 +46,21 @@ def test_unfiltered_syscalls_must_be_syscalls() -> None:
 
 def test_no_predicates_when_the_filter_is_off() -> None:
     rs = load_rules([BUNDLED])
-    assert syscall.predicates(config.load(None, ["syscall.kernel_filter=false"]), rs) is None
-    preds = syscall.predicates(config.load(None, []), rs)
+    assert syscall.predicates(settings("syscall.kernel_filter=false"), rs) is None
+    preds = syscall.predicates(settings(), rs)
     assert preds is not None and preds["openat"] is not None and preds["execve"] is not None
 
 
 def test_configuration_is_checked_before_anything_is_loaded() -> None:
-    cfg = config.load(None, ["syscall.ring_buffer_size=3MiB"])
-    with pytest.raises(ConfigError, match="power of two"):
-        SyscallSource(cfg, None)
+    with pytest.raises(ConfigError, match=r"-o syscall.ring_buffer_size=3MiB: .*power of two"):
+        SyscallSource(settings("syscall.ring_buffer_size=3MiB"), None)
 
 
 def test_without_root_the_error_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     why = syscall.preflight()
     assert why is not None and "root" in why and "syscall.enabled=false" in why
-    src = SyscallSource(config.load(None, []), load_rules([BUNDLED]))
+    src = SyscallSource(settings(), load_rules([BUNDLED]))
     with pytest.raises(UnavailableError, match="needs root"):
         src.start()
 
@@ -67,7 +70,7 @@ def test_live_source_through_the_runtime_with_the_bundled_rules() -> None:
     from sensor.runtime import Runtime
 
     rs = load_rules([BUNDLED])
-    src = SyscallSource(config.load(None, []), rs)
+    src = SyscallSource(settings(), rs)
     alerts = []
     rt = Runtime(rs, [src], alerts.append)
 
@@ -88,4 +91,4 @@ def test_live_source_through_the_runtime_with_the_bundled_rules() -> None:
     assert mine, [a.rule for a in alerts]
     assert mine[0].output_fields["fd.name"] == "/etc/shadow"
     stats = summary.by_source["syscall"]
-    assert stats["drops"] == 0 and stats["events"] > 0 and stats["processes"] > 0
+    assert stats.drops == 0 and stats.events > 0 and stats.counters["processes"] > 0

@@ -14,7 +14,7 @@ import yaml
 from conftest import compat_file
 
 from sensor.engine.fields import registry
-from sensor.sources.k8s_audit import events_from_json
+from sensor.sources.k8s_audit.decode import events_from_json
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "k8s_audit"
 SAMPLE = {json.loads(line)["auditID"]: json.loads(line)

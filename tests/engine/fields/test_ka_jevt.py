@@ -8,7 +8,7 @@ import pytest
 
 from sensor.engine.fields import registry
 from sensor.engine.fields.jevt import pointer
-from sensor.sources.k8s_audit import events_from_json
+from sensor.sources.k8s_audit.decode import events_from_json
 
 OBJ = {
     "kind": "Event", "auditID": "a1", "stage": "ResponseComplete",
