@@ -78,7 +78,7 @@ class Sensor:
         probe_rules.write_text(f"""
 - rule: {PROBE_RULE}
   desc: The benchmark opened its probe file.
-  condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = {self.probe}
+  condition: evt.type in (open, openat, openat2) and fd.name = {self.probe}
   output: probe (pid=%proc.pid)
   priority: Debug
 """)

@@ -40,7 +40,7 @@ def start_sensor(workdir: Path) -> tuple[subprocess.Popen, list[str], Path]:
     rules.write_text(f"""
 - rule: {PROBE_RULE}
   desc: The benchmark opened its probe file.
-  condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = {probe}
+  condition: evt.type in (open, openat, openat2) and fd.name = {probe}
   output: probe (pid=%proc.pid)
   priority: Debug
   source: syscall

@@ -103,5 +103,4 @@ def read_secret_option(path: str | None, env: str, what: str) -> str | None:
         if not value:
             raise click.BadParameter(f"{what} read from {where} is empty")
         return value
-    value = os.environ.get(env)
-    return value or None
+    return os.environ.get(env) or None

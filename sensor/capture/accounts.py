@@ -20,7 +20,6 @@ PROC_ROOT = "/proc"
 CACHE_SIZE = 4096
 # Insertion-ordered: when full, the oldest entry goes (cheaper on the hot path than an LRU's reordering).
 _cache: dict[tuple[str, str, int], tuple[str, ...] | None] = {}
-_MISS = object()
 
 
 def clear_cache() -> None:
@@ -38,7 +37,7 @@ def _db_paths(proc: Process, db: str) -> list[str]:
     cid = proc.container.id
     if cid == "host":
         return [f"{HOST_ETC}/{db}"]
-    paths = []
+    paths: list[str] = []
     p: Process | None = proc
     while p is not None and len(paths) < _ANCESTORS and p.container.id == cid:
         paths.append(f"{PROC_ROOT}/{p.pid}/root/etc/{db}")
@@ -63,9 +62,8 @@ def account(proc: Process, db: str, ident: int) -> tuple[str, ...] | None:
     cannot be read.
     """
     key = (proc.container.id, db, ident)
-    entry = _cache.get(key, _MISS)
-    if entry is not _MISS:
-        return entry
+    if key in _cache:
+        return _cache[key]
     lines = _read_lines(_db_paths(proc, db))
     if lines is None:
         return None

@@ -150,4 +150,4 @@ def builder(sc: Syscall) -> Builder:
     """The compiled (args, rawargs) builder of one syscall."""
     ns = dict(_NS)
     exec(compile(source(sc), f"<args {sc.name}>", "exec"), ns)
-    return ns[f"build_{sc.name}"]   # type: ignore[no-any-return]
+    return ns[f"build_{sc.name}"]

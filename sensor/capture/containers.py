@@ -89,9 +89,9 @@ def parse_cgroup_path(path: str) -> Parsed:
             if m:
                 return Parsed(runtime, m.group(1), pod)
         if _BARE.match(part):
-            runtime = _bare_id_runtime(parts[:i], pod)
-            if runtime is not None:
-                return Parsed(runtime, part, pod)
+            bare = _bare_id_runtime(parts[:i], pod)
+            if bare is not None:
+                return Parsed(bare, part, pod)
     return Parsed(None, None, pod)
 
 

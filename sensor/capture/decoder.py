@@ -229,7 +229,6 @@ class Decoder:
         self.num += 1
         if self.containers.new_containers:
             self._containers_seen(p, tid, ts, cpu)
-        ev = SyscallEvent(sc.name, self.boot_ns + ts, self.num, p, tid, res, "<", None, None, fd, cpu)
         args, rawargs = build(res, a0, a1, a2, a3, a4, a5, s0, s1, s2, addr, p, fd, tid)
         if res == 0 and sc.name in _EXECS:
             # The path argument left with the old address space; the kernel told us the program.
@@ -237,9 +236,8 @@ class Decoder:
         elif t[I_FMODE] & _FMODE_CREATED and res >= 0 and sc.name in _OPENS:
             args["flags"] += "|O_F_CREATED"
             rawargs["flags"] = rawargs.get("flags", 0) | render.PPM_O_F_CREATED
-        ev.args = args
-        ev.rawargs = rawargs
-        self.events.append(ev)
+        self.events.append(SyscallEvent(sc.name, self.boot_ns + ts, self.num, p, tid, res, "<", args, rawargs,
+                                        fd, cpu))
 
     def _exec(self, view: memoryview, off: int, length: int) -> None:
         (_k, _nr, _tid, tgid, uid, gid, euid, egid, _cpu, _ts, cgroup, comm, ppid, vpid, sid, vpgid,

@@ -216,11 +216,13 @@ def pack(name: str, **values: object) -> bytes:
     """One row of a STRUCTS table; fields not given are zero (arrays: zero bytes)."""
     lay = LAYOUTS[name]
     fields = STRUCTS[name]
-    out = []
+    out: list[object] = []
     for fname, ctype, count in fields:
         v = values.pop(fname, None)
         if ctype in ("char", "u8") and count > 1:
-            out.append(bytes(v or b"").ljust(count, b"\0"))  # type: ignore[arg-type]
+            if v is not None and not isinstance(v, (bytes, bytearray)):
+                raise TypeError(f"{name}.{fname} is a byte array, not {type(v).__name__}")
+            out.append(bytes(v or b"").ljust(count, b"\0"))
         else:
             out.append(0 if v is None else v)
     if values:

@@ -73,8 +73,8 @@ class Probe:
         for key, bits in entries.items():
             bpfsys.update(maps["path_trie"], struct.pack("<I", len(key) * 8) + key.ljust(MAX_PREFIX, b"\0"),
                           struct.pack("<Q", bits))
-        for c1, row in enumerate(first_two_table(list(entries))):
-            bpfsys.update(maps["path_first2"], struct.pack("<I", c1), struct.pack("<4Q", *row))
+        for c1, second in enumerate(first_two_table(list(entries))):
+            bpfsys.update(maps["path_first2"], struct.pack("<I", c1), struct.pack("<4Q", *second))
         rows, any_bits, end_bits = tables.dfa()
         if len(rows) > 1:
             for state, (nxt, a, e) in enumerate(zip(rows, any_bits, end_bits, strict=True)):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from sensor.capture import render
 from sensor.capture.containers import ContainerResolver
-from sensor.event import HOST, Fd, Process
+from sensor.event import HOST, Container, Fd, Process
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NS_PER_TICK = 1_000_000_000 // CLK_TCK
@@ -161,7 +161,7 @@ class ProcessTable:
             pass
         return out
 
-    def _cgroup(self, pid: int, base: str) -> tuple[int, object]:
+    def _cgroup(self, pid: int, base: str) -> tuple[int, Container]:
         root = self.containers.root
         if root is None:
             return 0, HOST
@@ -298,7 +298,8 @@ def socket_table(proc_root: str = "/proc") -> dict[int, Fd]:
     Which end is the server is known for listening sockets and for connections to a local
     listening port; otherwise the local end is taken as the client, as for a connect.
     """
-    rows = []
+    # (inode, family, l4proto, local ip, local port, remote ip, remote port, listening)
+    rows: list[tuple[int, int, str, str, int, str, int, bool]] = []
     for name, family, l4 in (("tcp", 4, "tcp"), ("tcp6", 6, "tcp"), ("udp", 4, "udp"), ("udp6", 6, "udp")):
         try:
             with open(f"{proc_root}/net/{name}") as f:
@@ -307,10 +308,10 @@ def socket_table(proc_root: str = "/proc") -> dict[int, Fd]:
                     parts = line.split()
                     if len(parts) < 10:
                         continue
-                    lip, lport = parts[1].split(":")
-                    rip, rport = parts[2].split(":")
-                    rows.append((int(parts[9]), family, l4, _hex_ip(lip), int(lport, 16), _hex_ip(rip),
-                                 int(rport, 16), parts[3] == "0A"))
+                    lip_hex, lport_hex = parts[1].split(":")
+                    rip_hex, rport_hex = parts[2].split(":")
+                    rows.append((int(parts[9]), family, l4, _hex_ip(lip_hex), int(lport_hex, 16), _hex_ip(rip_hex),
+                                 int(rport_hex, 16), parts[3] == "0A"))
         except (OSError, ValueError):
             continue
     listening = {lport for (_i, _f, l4, _lip, lport, _rip, _rp, listen) in rows if listen and l4 == "tcp"}
@@ -363,12 +364,12 @@ def _read_fds(base: str, sockets: dict[int, Fd] | None = None) -> dict[int, Fd]:
                         break
         except (OSError, ValueError):
             pass
-        f = fd_from_link(num, target, flags)
-        if sockets and f.ino is not None and target.startswith("socket:"):
-            known = sockets.get(f.ino)
+        fd = fd_from_link(num, target, flags)
+        if sockets and fd.ino is not None and target.startswith("socket:"):
+            known = sockets.get(fd.ino)
             if known is not None:
-                f = dataclasses.replace(known, num=num, flags=flags)
-        out[num] = f
+                fd = dataclasses.replace(known, num=num, flags=flags)
+        out[num] = fd
     return out
 
 

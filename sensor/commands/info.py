@@ -17,12 +17,8 @@ from sensor.status import Exit
 
 def _events() -> list[tuple[str, str, bool]]:
     """(evt.type, Falco's category, traced by the capture) of every syscall event Falconet knows."""
-    try:
-        from sensor.syscalls import TABLE  # the one table of capture and engine
-    except ImportError:                         # before that table: the engine's slice of it
-        from sensor.engine.fields.evt import EVENT_INFO
+    from sensor.syscalls import TABLE  # the one table of capture and engine
 
-        return [(name, category, True) for name, (category, _) in EVENT_INFO.items()]
     return [(s.name, s.category, s.captured) for s in TABLE]
 
 

@@ -25,11 +25,15 @@ from sensor.event import AuditEvent, RecordedEvent, SyscallEvent, field_key
 
 
 class FieldRead(Protocol):
-    """One distinct field a matcher reads: read N is `_xN(_s, _aN)`."""
+    """One distinct field a matcher reads: read N is `_xN(_s, _aN)` (read-only, so frozen
+    dataclasses such as codegen's FieldUse fit)."""
 
-    n: int
-    field: Field
-    arg: str | None
+    @property
+    def n(self) -> int: ...
+    @property
+    def field(self) -> Field: ...
+    @property
+    def arg(self) -> str | None: ...
 
 
 class Access(Protocol):
@@ -42,6 +46,7 @@ def bindings(access: Access, reads: Iterable[FieldRead], context: Mapping[str, A
     """The names a matcher's reads need, for one kind of event and one ruleset's context values."""
     out: dict[str, Any] = {"_recorded": access.recorded}
     for r in reads:
+        fn: Callable[[Any, Any], Any]
         if r.field.context:
             fn, arg = _context_value, context.get(r.field.name)
         else:

@@ -85,7 +85,7 @@ class Program:
         ns.update(bindings(access, self.reads, context))
         ns["_U"] = UNREAD
         exec(self.code, ns)
-        return ns["_match"]  # type: ignore[no-any-return]
+        return ns["_match"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -549,10 +549,10 @@ class NearMisses:
             self._unreported += 1
             return
         self.logged += 1
-        e = x.explain(event, [a.rule for a in alerts])
+        explanation = x.explain(event, [a.rule for a in alerts])
         skipped = f" ({self._unreported} more not explained: rate limit)" if self._unreported else ""
         self._unreported = 0
-        self.log.info("explain: near miss of rule '%s'%s\n%s", self.rule_name, skipped, e.text())
+        self.log.info("explain: near miss of rule '%s'%s\n%s", self.rule_name, skipped, explanation.text())
 
     def _take(self) -> bool:
         now = self.clock()

@@ -669,15 +669,15 @@ def _check(name: str, arg: str | None, op: str, values: tuple[str, ...], t: str)
     if name == "evt.arg" and arg == "flags" and t in OPEN_EVENTS - {"open_by_handle_at"}:
         return _open_flags(op, values)
     if name in ("fd.type", "fd.typechar", "fd.sockfamily", "fd.l4proto", "proc.name", "container.id"):
-        s = _names(name, op, values)
+        names = _names(name, op, values)
         fact = "fd.type" if name in ("fd.typechar", "fd.sockfamily") else name
-        return (None, None) if s is None else _exact(fact, s)
+        return (None, None) if names is None else _exact(fact, names)
     if name in _NET_FIELDS:
-        s = _nets(op, values)
-        return (None, None) if s is None else _exact(_NET_FIELDS[name], s)
+        nets = _nets(op, values)
+        return (None, None) if nets is None else _exact(_NET_FIELDS[name], nets)
     if name in _EITHER_NET:
-        s = _nets(op, values)
-        return (None, None) if s is None else _either(("fd.cip", "fd.sip"), s, op)
+        nets = _nets(op, values)
+        return (None, None) if nets is None else _either(("fd.cip", "fd.sip"), nets, op)
     if name in ("fd.name", "fd.nameraw", "fd.directory", "fd.filename") or (name == "evt.arg" and arg):
         return _same(_strings(name, arg, op, values, t))
     return None, None

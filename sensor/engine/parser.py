@@ -7,8 +7,10 @@ AST is made during parsing without an intermediate parse tree (several times fas
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -90,17 +92,17 @@ class _Build(Transformer):
     """Builds AST nodes, each paired with the recursion depth Falco's parser would reach for it
     (relative to the parse_check that starts it), so the depth limit matches Falco's."""
 
-    def or_(self, c):  # type: ignore[no-untyped-def]
+    def or_(self, c):
         (a, da), _tok, (b, db) = c
         a_items = a.items if isinstance(a, ast.Or) else (_ungroup(a),)
         return ast.Or((*a_items, _ungroup(b)), pos=_ungroup(a).pos), max(da, db)
 
-    def and_(self, c):  # type: ignore[no-untyped-def]
+    def and_(self, c):
         (a, da), _tok, (b, db) = c
         a_items = a.items if isinstance(a, ast.And) else (_ungroup(a),)
         return ast.And((*a_items, _ungroup(b)), pos=_ungroup(a).pos), max(da, db)
 
-    def not_(self, c):  # type: ignore[no-untyped-def]
+    def not_(self, c):
         tok, (inner, d) = c[0], c[1]
         if str(tok) == "not(":
             d += 4
@@ -109,15 +111,15 @@ class _Build(Transformer):
             return inner.item, d
         return ast.Not(_ungroup(inner), pos=_pos(tok)), d
 
-    def group(self, c):  # type: ignore[no-untyped-def]
+    def group(self, c):
         _, (inner, d), _ = c
         return _Group(_ungroup(inner)), d + 5
 
-    def ident(self, c):  # type: ignore[no-untyped-def]
+    def ident(self, c):
         tok = c[0]
         return ast.Ident(str(tok), pos=_pos(tok)), 0
 
-    def field(self, c):  # type: ignore[no-untyped-def]
+    def field(self, c):
         tok = c[0]
         text = str(tok)
         name, arg = text, None
@@ -127,55 +129,55 @@ class _Build(Transformer):
             arg = unescape(raw, _pos(tok)) if raw[:1] in "\"'" else raw
         return ast.FieldRef(name, arg, pos=_pos(tok)), 1
 
-    def transformer(self, c):  # type: ignore[no-untyped-def]
+    def transformer(self, c):
         tok, (inner, d), _ = c
         return ast.Transform(str(tok)[:-1], inner, pos=_pos(tok)), d + 1
 
-    def val(self, c):  # type: ignore[no-untyped-def]
+    def val(self, c):
         tok, ftok, _ = c
         ref, _depth = self.field([ftok])
         return ast.Transform("val", ref, pos=_pos(tok)), 2
 
-    def join(self, c):  # type: ignore[no-untyped-def]
+    def join(self, c):
         tok, sep, *rest = c
         items = [x for x in rest if isinstance(x, tuple)]
         sep_node = ast.Value(_string(sep), pos=_pos(sep))
         return (ast.Call("join", (sep_node, *(_ungroup(n) for n, _ in items)), pos=_pos(tok)),
                 2 + max(d for _, d in items))
 
-    def concat(self, c):  # type: ignore[no-untyped-def]
+    def concat(self, c):
         tok, *rest = c
         items = [x for x in rest if isinstance(x, tuple)]
         return (ast.Call("concat", tuple(_ungroup(n) for n, _ in items), pos=_pos(tok)),
                 2 + max(d for _, d in items))
 
-    def getopt(self, c):  # type: ignore[no-untyped-def]
+    def getopt(self, c):
         tok, (inner, d), _comma, opts, _ = c
         return ast.Call("getopt", (inner, ast.Value(_string(opts), pos=_pos(opts))), pos=_pos(tok)), d + 1
 
-    def modified(self, c):  # type: ignore[no-untyped-def]
+    def modified(self, c):
         (left, dl), op, modifier, (right, dr) = c
         return (ast.BinaryCheck(_ungroup(left), str(op).strip(), right, str(modifier), pos=left.pos),
                 max(3, dl, 2 + dr))
 
-    def value(self, c):  # type: ignore[no-untyped-def]
+    def value(self, c):
         tok = c[0]
         return ast.Value(_string(tok), pos=_pos(tok)), 0
 
-    def list_(self, c):  # type: ignore[no-untyped-def]
+    def list_(self, c):
         lpar = c[0]
         items = tuple(_string(t) for t in c[1:-1] if t is not None and t.type in ("QUOTED", "BARESTR"))
         return ast.ListValue(items, pos=_pos(lpar)), 1
 
-    def list_name(self, c):  # type: ignore[no-untyped-def]
+    def list_name(self, c):
         tok = c[0]
         return ast.Value(str(tok), pos=_pos(tok)), 0
 
-    def unary(self, c):  # type: ignore[no-untyped-def]
+    def unary(self, c):
         (left, dl), op = c
         return ast.UnaryCheck(_ungroup(left), str(op).strip(), pos=left.pos), max(1, dl)
 
-    def binary(self, c):  # type: ignore[no-untyped-def]
+    def binary(self, c):
         (left, dl), op, (right, dr) = c
         # parse_check → parse_condition → parse_*_value_or_transformer → try_parse_transformer_or_val
         return ast.BinaryCheck(_ungroup(left), str(op).strip(), right, pos=left.pos), max(3, dl, 2 + dr)
@@ -199,7 +201,7 @@ class _Group:
         return (self.node,)
 
 
-def _ungroup(n):  # type: ignore[no-untyped-def]
+def _ungroup(n):
     return n.node if isinstance(n, _Group) else n
 
 
@@ -234,8 +236,8 @@ _TOKEN_NAMES = {
 }
 
 
-def _expected(names: set[str] | frozenset[str]) -> str:
-    shown = sorted({_TOKEN_NAMES.get(n, n) for n in names if not n.startswith("__")})
+def _expected(names: Iterable[str]) -> str:
+    shown = sorted({_TOKEN_NAMES.get(str(n), str(n)) for n in names if not str(n).startswith("__")})
     return ", ".join(shown)
 
 
@@ -244,10 +246,12 @@ def parse_condition(text: str) -> ast.Node:
     if not text or not text.strip():
         raise RuleSyntaxError("filter input string is empty", ast.NOPOS, text)
     try:
-        node, depth = _parser().parse(text)
+        # The transformer given to Lark makes the result (node, depth), not a Tree.
+        node, depth = cast("tuple[ast.Node, int]", _parser().parse(text))
     except UnexpectedCharacters as e:
-        pos = ast.Pos(e.line, e.column, e.pos_in_stream)
-        snippet = text[e.pos_in_stream:e.pos_in_stream + 20]
+        at = e.pos_in_stream or 0
+        pos = ast.Pos(e.line, e.column, at)
+        snippet = text[at:at + 20]
         msg = f"unexpected '{snippet}'"
         if e.allowed:
             msg += f", expecting {_expected(e.allowed)}"

@@ -197,7 +197,7 @@ class Macros:
                 new, d, n = self._substitute(child)
                 changed |= new is not child
                 if type(new) is type(node):          # splice: (a and b) and c is a and b and c
-                    items.extend(new.items)          # type: ignore[attr-defined]
+                    items.extend(new.items)
                     changed = True
                     d -= 1
                     n -= 1
@@ -259,7 +259,7 @@ def fold(node: ast.Node) -> ast.Node:
                         return ast.Const(c.value, pos=n.pos)
                     continue                       # true in and / false in or is neutral
                 if type(c) is type(n):
-                    out.extend(c.items)            # type: ignore[attr-defined]
+                    out.extend(c.items)
                 else:
                     out.append(c)
             if not out:

@@ -91,15 +91,17 @@ class RuleIndex:
         cls = event.__class__
         programs = self.programs.get(event.source)
         program = None
+        fn: Callable[[Any], Any]
         if programs is not None:
             program = programs.get(event.type, programs[None])
         if program is None:
             fn = _no_match
         else:
             key = (id(program), cls)
-            fn = self._bound.get(key)
-            if fn is None:
-                fn = self._bound[key] = program.bind(access_for(cls), self.context)
+            bound = self._bound.get(key)
+            if bound is None:
+                bound = self._bound[key] = program.bind(access_for(cls), self.context)
+            fn = bound
         by_type = self.fns.setdefault(cls, {}).setdefault(event.source, {})
         if len(by_type) < MAX_CACHED_TYPES:
             by_type[event.type] = fn

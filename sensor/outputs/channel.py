@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sensor.alert import Alert
 from sensor.outputs.queue import MemoryQueue
@@ -124,7 +124,7 @@ class Channel:
             if not accepted:
                 self._drop("spool_full", f"spool {self.store.last_error}")   # type: ignore[union-attr]
                 return
-        elif not self.store.put(alert):
+        elif not cast(MemoryQueue, self.store).put(alert):
             self._drop("queue_full", f"queue full ({self.store.capacity} alerts)")  # type: ignore[union-attr]
             return
         self._idle.clear()
@@ -306,7 +306,8 @@ class Channel:
                 if self._stop.is_set() and (not self._held or time.monotonic() >= self._deadline):
                     return
                 continue
-            records = items if self.spooled else self._encode_batch(items)
+            # A spool holds encoded records, a memory queue the alerts themselves.
+            records = items if self.spooled else self._encode_batch(cast("list[Alert]", items))
             if not self._deliver(records):
                 return                  # stopping and out of time: the rest stays (spool) or counts
             try:

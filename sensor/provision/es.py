@@ -124,7 +124,8 @@ class ElasticsearchTarget:
             "ingest_pipelines": (self.client.ingest.put_pipeline, "id"),
         }
         method, key = api[asset.kind]
-        self._call(step, what, method, **{key: asset.name, "body": asset.body}, source=asset.path)
+        kwargs: dict[str, Any] = {key: asset.name, "body": asset.body}
+        self._call(step, what, method, source=asset.path, **kwargs)
 
     def _call(self, step: Step, what: str, method: Any, retry: bool = False, source: Path | None = None,
               **kwargs: Any) -> Any:

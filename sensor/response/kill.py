@@ -221,7 +221,7 @@ def _signal_verified(pid: int, start_ns: int, sig: signal.Signals) -> str | None
     except ProcessLookupError:
         return "gone"
     except OSError as e:
-        return f"cannot pin it: {e.strerror or errno.errorcode.get(e.errno, e)}"
+        return f"cannot pin it: {e.strerror or errno.errorcode.get(e.errno or 0, str(e))}"
     try:
         try:
             now = procfs.read_stat(pid)

@@ -306,8 +306,9 @@ class IsolatePod(_PodAction):
 
         body = quarantine_policy(ns, policy_name)
         try:
-            self.net.create_namespaced_network_policy(ns, body, _request_timeout=self.timeout,
-                                                      _preload_content=False)
+            # The client serializes a plain dict body as it is; its stubs only name the model class.
+            self.net.create_namespaced_network_policy(ns, body,  # type: ignore[arg-type]
+                                                      _request_timeout=self.timeout, _preload_content=False)
             return
         except ApiException as e:
             if e.status != 409:

@@ -84,7 +84,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ready.write_text(f"""
 - rule: {READY_RULE}
   desc: The test opened its probe file, so the capture is running.
-  condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = {probe}
+  condition: evt.type in (open, openat, openat2) and fd.name = {probe}
   output: probe opened (file=%fd.name)
   priority: Debug
 """)

@@ -49,7 +49,7 @@ class LiveSensor:
         ready_rules.write_text(f"""
 - rule: {READY_RULE}
   desc: The e2e test opened its probe file, so the capture is running.
-  condition: evt.type in (open, openat, openat2) and evt.dir = < and fd.name = {self.probe}
+  condition: evt.type in (open, openat, openat2) and fd.name = {self.probe}
   output: probe opened (file=%fd.name pid=%proc.pid)
   priority: Debug
   source: syscall

@@ -21,7 +21,7 @@ SOURCES = ("syscall", "k8s_audit")
 
 @cache
 def classes() -> tuple[FieldClass, ...]:
-    out = []
+    out: list[FieldClass] = []
     for name in _MODULES:
         mod = importlib.import_module(f"sensor.engine.fields.{name}")
         cls = getattr(mod, "CLASSES", None) or (mod.CLASS,)

@@ -34,10 +34,11 @@ def ancestor(p: Process, arg: str | None) -> Process | None:
     n = int(arg)
     if n > MAX_DEPTH:
         return None
-    while n and p is not None:
-        p = p.parent
+    q: Process | None = p
+    while n and q is not None:
+        q = q.parent
         n -= 1
-    return p
+    return q
 
 
 def cmdline(p: Process) -> str:

@@ -18,7 +18,7 @@ import calendar
 import json
 import re
 from collections.abc import Generator, Iterator
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner; typeshed omits it
 from typing import Any
 
 from sensor.event import AuditEvent
