@@ -50,7 +50,7 @@ SYSCALL_KEYS: tuple[Key, ...] = (
         "Syscalls whose every event reaches the rules even with the kernel filter on (e.g. "
         "[connect, sendto]).", items=str, check=_known_syscalls),
     Key("syscall.process_budget", int, 20000,
-        "Records per second one process may add to the ring buffer once a quarter of it is "
+        "Records per second one process may add to the ring buffer once half of it is "
         "waiting; what is over is dropped, counted, and reported in an alert that names the "
         "process, so that one process cannot blind the sensor to the others.", check=_positive),
     Key("syscall.cgroup_budget", int, 50000,
