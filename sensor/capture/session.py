@@ -81,7 +81,6 @@ class Capture:
         self.bpf_text: str | None = None
         self.floods: list[Flood] = []              # processes over their budget, for the source to report
         self._next_flood_check = 0.0
-        self.started_at = 0.0
         self._final: dict[str, int] | None = None      # stats as they were when stopped
 
     @property
@@ -110,7 +109,6 @@ class Capture:
             self.probe.close()
             self.probe = None
             raise
-        self.started_at = time.monotonic()
 
     def poll(self, timeout: float) -> list[SyscallEvent]:
         """Events decoded from the ring, waiting up to `timeout` seconds for the first record."""

@@ -156,13 +156,6 @@ def transform(node: Node, fn: Callable[[Node], Node | None]) -> Node:
     return node if out is None else out
 
 
-def field_of(node: Node) -> FieldRef | None:
-    """The field a check's left-hand side reads, through any transformers."""
-    while isinstance(node, Transform):
-        node = node.item
-    return node if isinstance(node, FieldRef) else None
-
-
 def to_text(node: Node) -> str:
     """Render a tree back to condition text (for -L descriptions and error messages)."""
     if isinstance(node, And):

@@ -20,7 +20,6 @@ from sensor.engine.passes import CompileError, Problem
 
 STRING_OPS = frozenset({"contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith", "glob",
                         "iglob", "regex", "pmatch"})
-ORDER_OPS = frozenset({"<", "<=", ">", ">="})
 STRING_TRANSFORMERS = frozenset({"tolower", "toupper", "b64", "basename"})
 
 # Operators each kind of field value supports (libsinsp's per-type operator tables).

@@ -323,10 +323,6 @@ class TypeSet:
         pos, neg = (self, o) if self.only else (o, self)
         return TypeSet(True, pos.names - neg.names)
 
-    @property
-    def is_all(self) -> bool:
-        return not self.only and not self.names
-
 
 def event_types(node: ast.Node, negated: bool = False) -> TypeSet:
     """The event types a condition can match, inferred as Falco does: only `evt.type` checks

@@ -107,12 +107,6 @@ class RuleIndex:
             by_type[event.type] = fn
         return fn
 
-    def source_text(self, source: str, evt_type: str | None) -> str:
-        """The generated Python for one source and type (for debugging)."""
-        programs = self.programs.get(source) or {}
-        program = programs.get(evt_type, programs.get(None))
-        return program.source if program is not None else ""
-
 
 class Ruleset:
     """Enabled rules ready to match events; `process(event)` returns the alerts."""

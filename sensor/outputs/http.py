@@ -55,7 +55,6 @@ class HttpTransport:
             self.headers["Content-Encoding"] = "gzip"
         if not keep_alive:
             self.headers["Connection"] = "close"
-        self.rejected_last = ""
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -100,7 +99,6 @@ class HttpTransport:
             detail = data[:200].decode("utf-8", "replace").strip()
             if 400 <= status < 500 and status not in RETRYABLE:
                 rejected += 1
-                self.rejected_last = f"HTTP {status} {detail}"
                 log.error("output http: %s rejected an alert for good: HTTP %d %s", self.url, status, detail)
                 continue
             raise DeliveryError(f"POST {self.url}: HTTP {status} {detail}", delivered=i, rejected=rejected)

@@ -43,11 +43,6 @@ AT_FDCWD = -100
 _S_IXANY = 0o111
 _MODE_BITS = {"S_IXUSR": 0o100, "S_IXGRP": 0o010, "S_IXOTH": 0o001}
 
-def event_info(ev: SyscallEvent) -> tuple[str, int]:
-    """(category, flags) of the event's type; ("", 0) for a type the table does not know."""
-    return INFO.get(ev.type, _NO_INFO)
-
-
 def errno_name(res: int) -> str:
     """The errno name of a negative result (-2 → ENOENT), or the number when Linux has no name."""
     return errno.errorcode.get(-res) or str(res)

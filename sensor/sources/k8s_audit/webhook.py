@@ -156,14 +156,12 @@ class Exchange:
         self.client = client
         self.body_read = not request.has_body
         self.close = not request.keep_alive
-        self.answered = False
 
     def reply(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         """Answer; when the body was not read, the connection cannot carry another request."""
         if not self.body_read:
             self.close = True
         self.sock.sendall(http1.response(code, body, headers, close=self.close, server=SERVER))
-        self.answered = True
 
     def expect_continue(self) -> None:
         """The client waits for "100 Continue" before sending the body (Expect: 100-continue)."""
