@@ -68,6 +68,10 @@ CONFIG_KEYS: tuple[Key, ...] = (
 )
 
 
+# The keys RuleSettings reads: what a command that loads rules and runs nothing else takes in `-o`.
+RULE_KEYS = frozenset({"rules_files", "rules", "priority", "rule_matching", "append_output", "hostname"})
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
     """What loading the rules reads: the files (`${bundled}` resolved), Falco's selection

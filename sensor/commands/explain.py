@@ -23,11 +23,12 @@ from typing import Any
 import click
 
 from sensor import config as config_mod
+from sensor.commands import options
 from sensor.engine.loader import RulesLoadError
 from sensor.errors import ConfigError, FalconetError
 from sensor.outputs.settings import sets_an_output_key
 from sensor.rulesetup import load_configured, rule_paths
-from sensor.settings import RuleSettings
+from sensor.settings import RULE_KEYS, RuleSettings
 from sensor.status import Exit
 
 
@@ -52,11 +53,13 @@ def unknown_rule(ruleset: Any, name: str, where: str) -> FalconetError:
     return FalconetError(f"no rule named '{name}' in {where}", hint=hint)
 
 
-def _refuse_output_overrides(overrides: list[str]) -> None:
-    """An -o for an output key would do nothing here: explain runs no output."""
-    for item in overrides:
-        if sets_an_output_key(item):
-            raise ConfigError(f"-o {item}: explain prints explanations and runs no output")
+def _refuse_unused_overrides(overrides: list[str]) -> None:
+    """An -o for a key explain does not read would do nothing: it loads rules and runs no output."""
+    item = options.first_unused_override(overrides, RULE_KEYS)
+    if item is not None and sets_an_output_key(item):
+        raise ConfigError(f"-o {item}: explain prints explanations and runs no output")
+    if item is not None:
+        raise ConfigError(f"-o {item}: explain does not read this key", hint="it takes the rules' keys only")
 
 
 def _events(specs: tuple[str, ...]) -> Iterator[Any]:
@@ -109,7 +112,7 @@ def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files:
 
     root = ctx.find_root().obj or {}
     ovr = [*root.get("overrides", []), *overrides]
-    _refuse_output_overrides(ovr)
+    _refuse_unused_overrides(ovr)
     cfg = config_mod.load(config_path or root.get("config_path"), ovr)
     paths = list(rules_files) or root.get("rules_files", [])
     try:

@@ -10,7 +10,8 @@ hidden, so that they fail with one line saying so and what to use instead, never
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,3 +178,19 @@ def load_config(s: Settings, extra_overrides: tuple[str, ...] = ()) -> Any:
     for w in cfg.warnings:
         click.echo(f"falconet: warning: {w}", err=True)
     return cfg
+
+
+def first_unused_override(overrides: Iterable[str], used: Collection[str]) -> str | None:
+    """The first `-o` that sets a declared key outside `used` (the key paths a command reads), or
+    None: an option that would do nothing is refused, not ignored. A whole group (`-o
+    'file_output={...}'`) sets every key under it; a key nothing declares is left to loading the
+    configuration, which names it as unknown."""
+    from sensor import config as config_mod
+
+    declared = config_mod.schema()
+    for item in overrides:
+        dotted = re.sub(r"\[\d*\]$", "", item.split("=", 1)[0].strip())
+        touched = [p for p in declared if p == dotted or p.startswith(dotted + ".") or dotted.startswith(p + ".")]
+        if any(p not in used for p in touched):
+            return item
+    return None

@@ -4,7 +4,8 @@ By default the alerts are printed. With `--outputs` they go through the configur
 (stdout_output, file_output, fluent_output, ...) as in `falconet run`, the way Falco runs its
 outputs when it reads a capture file (Falco 0.44: `falco -o engine.kind=replay -o
 engine.replay.capture_file=FILE`; its old `-e FILE` is gone), so a capture can be sent through the
-whole pipeline again. Without `--outputs` an `-o` for an output key would do nothing and is refused.
+whole pipeline again. An `-o` for a key replay does not read (an output key without `--outputs`,
+response, capture or webserver keys) would do nothing and is refused.
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from sensor.errors import ConfigError
 from sensor.outputs import fluentlog
 from sensor.outputs.build import build_outputs
 from sensor.outputs.render import Renderer
-from sensor.outputs.settings import OutputSettings, RenderSettings, sets_an_output_key
+from sensor.outputs.settings import (
+    OUTPUT_KEYS,
+    RENDER_KEYS,
+    OutputSettings,
+    RenderSettings,
+    sets_an_output_key,
+)
 from sensor.rulesetup import load_configured
 from sensor.runtime import Runtime
-from sensor.settings import RuleSettings
+from sensor.settings import RULE_KEYS, RuleSettings
 from sensor.sources.replay import ReplaySource
 from sensor.status import Exit
 
@@ -41,12 +48,25 @@ def _printer(settings: RenderSettings, static_fields: Mapping[str, Any]) -> Call
     return emit
 
 
-def refuse_output_overrides(overrides: list[str]) -> None:
-    """ConfigError for the first `-o` that sets an output key: printing alerts runs no output."""
-    for item in overrides:
-        if sets_an_output_key(item):
-            raise ConfigError(f"-o {item}: replay prints the alerts and runs no output",
-                              hint="add --outputs to send them through the configured outputs")
+# What replay reads: the rules, how alerts are printed and their static fields; with --outputs also
+# the outputs and state_dir (their spools). Any other `-o` would do nothing.
+PRINT_KEYS = RULE_KEYS | RENDER_KEYS | {"static_fields"}
+DELIVERY_KEYS = OUTPUT_KEYS | {"state_dir"}
+
+
+def refuse_unused_overrides(overrides: list[str], run_outputs: bool) -> None:
+    """ConfigError for the first `-o` that sets a key replay does not read."""
+    item = options.first_unused_override(overrides, PRINT_KEYS | DELIVERY_KEYS if run_outputs else PRINT_KEYS)
+    if item is None:
+        return
+    if not run_outputs and sets_an_output_key(item):
+        raise ConfigError(f"-o {item}: replay prints the alerts and runs no output",
+                          hint="add --outputs to send them through the configured outputs")
+    read = ("rules_files, rules, priority, rule_matching, append_output, hostname, json_output, "
+            "json_include_*, time_format_iso_8601 and static_fields")
+    raise ConfigError(f"-o {item}: replay does not read this key",
+                      hint=f"replay reads {read}" + ("; the outputs' keys and state_dir with --outputs"
+                                                     if run_outputs else "; with --outputs also the outputs' keys"))
 
 
 @click.command("replay")
@@ -66,8 +86,7 @@ def replay(ctx: click.Context, file: str, config_path: str | None, overrides: tu
     `falconet run` would. A summary line goes to stderr."""
     settings = options.settings(ctx, config_path, overrides, rules_files)
     extra = ("json_output=true",) if as_json else ()
-    if not run_outputs:
-        refuse_output_overrides([*settings.overrides, *extra])
+    refuse_unused_overrides([*settings.overrides, *extra], run_outputs)
     cfg = options.load_config(settings, extra)
     rs = load_configured(RuleSettings.from_config(cfg), settings.rules_files, disable=disable,
                          disable_tags=disable_tags, enable_tags=enable_tags)

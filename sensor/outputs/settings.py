@@ -174,6 +174,9 @@ KEY_GROUPS: tuple[tuple[Key, ...], ...] = (CONFIG_KEYS, STDOUT_KEYS, FILE_KEYS, 
                                            SYSLOG_KEYS, FLUENT_KEYS)
 """Every key of the outputs, in the order the bundled falconet.yaml lists them."""
 
+# Every output key: what `falconet replay --outputs` takes in `-o` besides the rules' keys.
+OUTPUT_KEYS = frozenset(k.path for group in KEY_GROUPS for k in group)
+
 
 def sets_an_output_key(override: str) -> bool:
     """Whether `-o key=value` (or `key[]=value`) sets a key of the outputs, or a group of them
@@ -183,6 +186,12 @@ def sets_an_output_key(override: str) -> bool:
 
 
 # -- shared by every channel -----------------------------------------------------------------------
+
+
+# The keys RenderSettings reads (declared in sensor/settings.py with the other top-level keys).
+RENDER_KEYS = frozenset({"json_output", "json_include_output_property", "json_include_tags_property",
+                         "json_include_output_fields_property", "json_include_message_property",
+                         "time_format_iso_8601"})
 
 
 @dataclass(frozen=True, slots=True)

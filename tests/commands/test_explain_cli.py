@@ -193,6 +193,8 @@ def test_explain_audit_events_with_a_filter() -> None:
     (["Shell spawned in container", "--filter", "proc.nam = x", "-"], "--filter", 2),
     (["Shell spawned in container", "-o", "file_output.enabled=true", "-"],
      "-o file_output.enabled=true: explain prints explanations and runs no output", 3),
+    (["Shell spawned in container", "-o", "response.enabled=true", "-"],
+     "-o response.enabled=true: explain does not read this key (it takes the rules' keys only)", 3),
 ])
 def test_explain_errors_are_one_line(args: list[str], message: str, code: int) -> None:
     r = falconet("explain", *args, stdin="")
