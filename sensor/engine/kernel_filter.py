@@ -119,16 +119,12 @@ class IntSet:
 INT_ALL = IntSet(((S64_MIN, S64_MAX),))
 
 
-@dataclass(frozen=True, slots=True)
-class Names:
-    """A set of names: `only` (when given) minus `without`."""
+class _OnlyWithout:
+    """What Names and Nets share: the values in `only` (None: any value) and in none of `without`."""
 
-    only: frozenset[str] | None = None
-    without: frozenset[str] = frozenset()
-
-    @staticmethod
-    def of(*names: str) -> Names:
-        return Names(frozenset(names))
+    __slots__ = ()
+    only: frozenset[Any] | None
+    without: frozenset[Any]
 
     @property
     def empty(self) -> bool:
@@ -137,6 +133,18 @@ class Names:
     @property
     def everything(self) -> bool:
         return self.only is None and not self.without
+
+
+@dataclass(frozen=True, slots=True)
+class Names(_OnlyWithout):
+    """A set of names: `only` (when given) minus `without`."""
+
+    only: frozenset[str] | None = None
+    without: frozenset[str] = frozenset()
+
+    @staticmethod
+    def of(*names: str) -> Names:
+        return Names(frozenset(names))
 
     def allows(self, name: str) -> bool:
         return name not in self.without and (self.only is None or name in self.only)
@@ -248,19 +256,11 @@ Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
-class Nets:
+class Nets(_OnlyWithout):
     """Addresses in one of `only` (when given) and in none of `without`."""
 
     only: frozenset[Net] | None = None
     without: frozenset[Net] = frozenset()
-
-    @property
-    def empty(self) -> bool:
-        return self.only is not None and not self.only
-
-    @property
-    def everything(self) -> bool:
-        return self.only is None and not self.without
 
     def intersect(self, o: Nets) -> Nets:
         if self.only is not None and o.only is not None:

@@ -331,6 +331,17 @@ class Sensor:
         interrupt(self.proc, timeout=30)
 
 
+def podman_fixture(*extra_tools: str) -> Iterator[Podman]:
+    """A module fixture's body: podman (with runc and busybox, and `extra_tools`), its containers
+    removed at the end."""
+    require("podman", "runc", "busybox", *extra_tools)
+    p = Podman()
+    try:
+        yield p
+    finally:
+        p.remove_all()
+
+
 def sensor_fixture(tmp_path_factory: pytest.TempPathFactory, name: str,
                    sockets: list[str]) -> Iterator[Sensor]:
     s = Sensor(tmp_path_factory.mktemp(name), sockets)

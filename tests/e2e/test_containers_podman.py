@@ -13,19 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from containers_lab import Podman, PodmanService, Sensor, busybox_image, require, sensor_fixture
+from containers_lab import Podman, PodmanService, Sensor, busybox_image, podman_fixture, sensor_fixture
 
 pytestmark = pytest.mark.ebpf
 
 
 @pytest.fixture(scope="module")
 def podman() -> Iterator[Podman]:
-    require("podman", "runc", "busybox")
-    p = Podman()
-    try:
-        yield p
-    finally:
-        p.remove_all()
+    yield from podman_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from containers_lab import ALERT_FIELDS, LAB_ROOT, Podman, PodmanService, busybox_image, require
+from containers_lab import ALERT_FIELDS, LAB_ROOT, Podman, PodmanService, busybox_image, podman_fixture, require
 
 pytestmark = pytest.mark.ebpf
 
@@ -35,12 +35,7 @@ PROBE_RULE = "Falconet e2e image probe"
 
 @pytest.fixture(scope="module")
 def podman() -> Iterator[Podman]:
-    require("podman", "runc", "busybox", "debootstrap")
-    p = Podman()
-    try:
-        yield p
-    finally:
-        p.remove_all()
+    yield from podman_fixture("debootstrap")
 
 
 def debian_base(podman: Podman) -> str:

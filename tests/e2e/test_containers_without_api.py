@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from containers_lab import Containerd, Podman, Sensor, busybox_image, require, sensor_fixture
+from containers_lab import Containerd, Podman, Sensor, busybox_image, podman_fixture, require, sensor_fixture
 
 pytestmark = pytest.mark.ebpf
 
@@ -19,12 +19,7 @@ UNKNOWN = ("container.name", "container.image", "container.image.repository", "c
 
 @pytest.fixture(scope="module")
 def podman() -> Iterator[Podman]:
-    require("podman", "runc", "busybox")
-    p = Podman()
-    try:
-        yield p
-    finally:
-        p.remove_all()
+    yield from podman_fixture()
 
 
 @pytest.fixture(scope="module")
