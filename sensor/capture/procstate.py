@@ -206,6 +206,10 @@ class ProcessTable:
         src = self.procs.get(parent_tgid)
         if src is None:
             src = self.get(parent_tgid, comm, uid, gid, cgroup)
+        # The record's cgroup is the parent's at the fork. It differs from the one the table has
+        # for the parent when the parent moved since its last event (runc's init joins the
+        # container's cgroup, then forks): the child's container is that cgroup's, not the copy.
+        container = src.container if cgroup == src.cgroup_id else self.containers.get(cgroup, child_tgid)
         p = Process(
             pid=child_tgid, ppid=ppid, vpid=vpid, name=src.name, exe=src.exe, exepath=src.exepath,
             args=src.args, cwd=src.cwd, tty=src.tty, sid=src.sid, vpgid=src.vpgid,
@@ -214,7 +218,7 @@ class ProcessTable:
             exe_upper_layer=src.exe_upper_layer, exe_from_memfd=src.exe_from_memfd,
             exe_ino=src.exe_ino, cap_permitted=src.cap_permitted,
             cap_effective=src.cap_effective, cap_inheritable=src.cap_inheritable, env=src.env,
-            cgroup_id=cgroup, container=src.container,
+            cgroup_id=cgroup, container=container,
             # Fd objects are never changed in place, so the child can share them.
             fds=dict(src.fds),
         )

@@ -71,6 +71,22 @@ def test_bootstrap_links_parents_and_fork_copies_the_parent(child: subprocess.Po
     assert table.exit(999_999) is kid and not kid.alive and 999_999 not in table.procs
 
 
+def test_a_fork_in_another_cgroup_than_its_parent_was_seen_in_names_that_cgroup_s_container(
+        child: subprocess.Popen, tmp_path: Path) -> None:
+    """runc's init moves into the container's cgroup and forks before any event of its own is
+    read: the child must not inherit the container its parent had in its old cgroup (the host)."""
+    cid = "1968b26a5da3b73f081ea7a33a1585ca4452c5d790398f2b6a156262e4da6fa7"
+    leaf = tmp_path / "libpod_parent" / f"libpod-{cid}"
+    leaf.mkdir(parents=True)
+    table = ProcessTable(ContainerResolver(root=tmp_path), read_env=False)
+    parent = table.get(child.pid, b"runc\0", 0, 0, 0)
+    assert parent.container.id == "host"
+    kid = table.fork(child.pid, 999_998, child.pid, 1, 123, b"runc", 0, 0, leaf.stat().st_ino)
+    assert (kid.cgroup_id, kid.container.id, kid.container.full_id) == (leaf.stat().st_ino, cid[:12], cid)
+    same = table.fork(child.pid, 999_997, child.pid, 2, 124, b"runc", 0, 0, parent.cgroup_id)
+    assert same.container is parent.container
+
+
 def test_unknown_process_comes_from_proc_or_from_the_event(child: subprocess.Popen, tmp_path: Path) -> None:
     table = ProcessTable(ContainerResolver(root=tmp_path))
     p = table.get(child.pid, b"python\0", 0, 0, 0)

@@ -108,7 +108,7 @@ def test_a_privileged_container_with_a_sensitive_mount_raises_the_container_star
     cid = podman.run_detached("falconet-e2e-privileged", image, "sleep", "300",
                               options=("--privileged", "-v", "/proc:/host/proc:ro"))
     got = sensor.of_container(cid, rules=START_RULES)
-    assert START_RULES <= set(got), f"missing {START_RULES - set(got)}"
+    assert START_RULES <= set(got), f"missing {START_RULES - set(got)}; sensor log: {''.join(sensor.stderr)[-3000:]}"
     for rule in START_RULES:
         f = _one(got, rule)
         assert f["proc.vpid"] == 1 and f["proc.name"] == "sleep"     # the container's first process
