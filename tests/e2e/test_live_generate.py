@@ -91,10 +91,11 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     capture_file = tmp / "capture.jsonl"
     # This kernel has no module support: load-kernel-module's attempt is seen only through the raw
     # sys_enter hook, which is off by default.
-    rules = ["-r", str(BUNDLED), "-r", str(ready), "-o", "syscall.unimplemented_syscalls=capture"]
-    run = Background([FALCONET, "run", "-M", "150", *rules, "-o", "json_output=true", "-o", APPEND,
+    rules = ["-r", str(BUNDLED), "-r", str(ready)]
+    live = ["-o", "syscall.unimplemented_syscalls=capture"]      # capture keys: replay refuses them
+    run = Background([FALCONET, "run", "-M", "150", *rules, *live, "-o", "json_output=true", "-o", APPEND,
                       "-o", "webserver.enabled=false"])
-    cap = Background([FALCONET, "capture", "-w", str(capture_file), "-M", "150", *rules])
+    cap = Background([FALCONET, "capture", "-w", str(capture_file), "-M", "150", *rules, *live])
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
