@@ -354,7 +354,7 @@ def test_certs_writes_a_certificate_the_printed_kubeconfig_trusts(tmp_path: Path
 
 
 def test_certs_secret_is_a_valid_tls_secret_matching_the_kubeconfig(tmp_path: Path) -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    import kubernetes_validate  # a test dependency (pyproject [test])
     out = certs("--secret", "--dir", ".", "--token-file", "-", cwd=tmp_path, stdin="t0ken-from-the-operator\n")
     assert out.returncode == 0, out.stderr
     secret = yaml.safe_load(out.stdout)
