@@ -22,7 +22,6 @@ from typing import Any
 
 import click
 
-from sensor import config as config_mod
 from sensor.commands import options
 from sensor.engine.loader import RulesLoadError
 from sensor.errors import ConfigError, FalconetError
@@ -97,9 +96,7 @@ def _spec_events(i: int, spec: str) -> Iterator[Any]:
 @click.command("explain")
 @click.argument("rule")
 @click.argument("events", nargs=-1)
-@click.option("-r", "rules_files", multiple=True, metavar="PATH", help="Rule file or directory (repeatable).")
-@click.option("-c", "config_path", metavar="FILE", help="Configuration file.")
-@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a configuration key.")
+@options.config_and_rules
 @click.option("--filter", "filter_text", metavar="CONDITION",
               help="Explain only the events this condition selects (e.g. 'proc.name=nc').")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per explained event.")
@@ -110,11 +107,10 @@ def explain(ctx: click.Context, rule: str, events: tuple[str, ...], rules_files:
     (capture files, audit logs, '-' for stdin, or an event as JSON text; default stdin)."""
     from sensor.engine.explain import RuleExplainer
 
-    root = ctx.find_root().obj or {}
-    ovr = [*root.get("overrides", []), *overrides]
-    _refuse_unused_overrides(ovr)
-    cfg = config_mod.load(config_path or root.get("config_path"), ovr)
-    paths = list(rules_files) or root.get("rules_files", [])
+    settings = options.settings(ctx, config_path, overrides, rules_files)
+    _refuse_unused_overrides(settings.overrides)
+    cfg = options.load_config(settings)
+    paths = settings.rules_files
     try:
         rs = load_configured(RuleSettings.from_config(cfg), paths)
     except RulesLoadError as e:
