@@ -453,20 +453,23 @@ def _comm(c: dict[str, Any], f: dict[str, Any], text: list[str], tables: Tables)
         names = frozenset(n for n in c["only"] if _comm_name(n) is not None and n not in c["without"])
         if not names:
             return _IMPOSSIBLE
-        bit = tables.comm.bit(names)
-        if bit is not None:
-            f["comm_in"] = bit
-            f["checks"] |= KC["COMM_IN"]
-            text.append("process named " + _few(names))
+        _comm_check(f, text, tables, names, "COMM_IN", "process named ")
         return None
     names = frozenset(n for n in c["without"] if _comm_name(n) is not None)
     if names:
-        bit = tables.comm.bit(names)
-        if bit is not None:
-            f["comm_out"] = bit
-            f["checks"] |= KC["COMM_OUT"]
-            text.append("process not named " + _few(names))
+        _comm_check(f, text, tables, names, "COMM_OUT", "process not named ")
     return None
+
+
+def _comm_check(f: dict[str, Any], text: list[str], tables: Tables, names: frozenset[str], check: str,
+                label: str) -> None:
+    """Test the comm against `names` (one bit of the comm table) when the table has room for it;
+    without room the term keeps every process, which is never a false negative."""
+    bit = tables.comm.bit(names)
+    if bit is not None:
+        f[check.lower()] = bit
+        f["checks"] |= KC[check]
+        text.append(label + _few(names))
 
 
 def _few(items: Iterable[str], n: int = 4) -> str:
