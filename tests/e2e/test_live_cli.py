@@ -4,8 +4,12 @@ recording events as JSON lines."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,9 +132,6 @@ MARKER_RULE = """
 
 @pytest.mark.ebpf
 def test_falco_style_run_counts_M_from_the_attach_and_v_summarises(tmp_path: Path) -> None:
-    import re
-    import time
-
     marker = tmp_path / "marker"
     marker.write_text("x")
     rules = tmp_path / "rules.yaml"
@@ -162,11 +163,6 @@ def test_falco_style_run_counts_M_from_the_attach_and_v_summarises(tmp_path: Pat
 
 @pytest.mark.ebpf
 def test_capture_files_are_private_compact_and_without_environments(tmp_path: Path) -> None:
-    import os
-    import re
-    import stat
-    import time
-
     marker = tmp_path / "marker"
     marker.write_text("x")
     rules = tmp_path / "rules.yaml"
